@@ -1,0 +1,41 @@
+"""Reading checkpoint files safely: tensors only (``weights_only=True``), clear errors.
+
+The networks know nothing of files; this module turns a file into a state dict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightsError
+
+
+def read_checkpoint(path: str | Path, key: str | None = None, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` and return ``ckpt[key]`` (or the whole dict).
+
+    A file holding pickled objects other than tensors and plain containers is refused.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint not found: {path} (run `cmet download-weights` or pass --weights-dir)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"refusing to load {path}: it contains pickled objects other than tensors ({first})"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read checkpoint {path}: {exc} (the file may be truncated; re-run `cmet download-weights`)") from exc
+    if key is not None:
+        if not isinstance(ckpt, dict) or key not in ckpt:
+            have = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise WeightsError(f"checkpoint {path} has no entry {key!r} (it has {have})")
+        ckpt = ckpt[key]
+    if not isinstance(ckpt, dict):
+        raise WeightsError(f"checkpoint {path} does not hold a state dict")
+    return ckpt

@@ -1,0 +1,22 @@
+"""Exceptions the CLI turns into one-line messages (and exit codes)."""
+from __future__ import annotations
+
+
+class CmetError(Exception):
+    """An error the user can act on; its message is shown without a traceback."""
+
+
+class UsageError(CmetError):
+    """Bad arguments or options (exit code 2)."""
+
+
+class WeightsError(CmetError):
+    """Missing, corrupt or unloadable model weights."""
+
+
+class MediaError(CmetError):
+    """An input or output media file that cannot be read or written."""
+
+
+class NoFaceError(CmetError):
+    """No face found in a video."""
