@@ -1,0 +1,331 @@
+"""Media I/O through ffmpeg: probe, decode frames, encode frames, mux the original audio.
+
+Every ffmpeg call is an argument list (ffmpeg-python graphs or plain lists), never a shell string.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections import deque
+from functools import lru_cache
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import MediaError
+
+
+@lru_cache(maxsize=None)
+def ffmpeg_binary() -> str:
+    """The ffmpeg executable: ``$CMET_FFMPEG``, else ``ffmpeg`` on PATH, else imageio-ffmpeg's bundled one."""
+    override = os.environ.get("CMET_FFMPEG")
+    if override:
+        return override
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg  # type: ignore
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        raise MediaError("ffmpeg was not found: install it (`apt-get install ffmpeg`, `brew install ffmpeg`) or `pip install imageio-ffmpeg`") from None
+
+
+# Audio codecs the MP4/MOV muxers accept as a stream copy; anything else is re-encoded to AAC.
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+CONTAINER_AUDIO = {"mp4": MP4_AUDIO, "mov": MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_f32le"}, "matroska": None}
+FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+@lru_cache(maxsize=None)
+def ffprobe_binary() -> str:
+    """ffprobe beside the ffmpeg in use, or on PATH."""
+    override = os.environ.get("CMET_FFPROBE")
+    if override:
+        return override
+    sibling = Path(ffmpeg_binary()).with_name("ffprobe")
+    if sibling.is_file():
+        return str(sibling)
+    found = shutil.which("ffprobe")
+    if found:
+        return found
+    raise MediaError("ffprobe was not found next to ffmpeg: install ffmpeg with its ffprobe (`apt-get install ffmpeg`)")
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds. ``width``/``height`` are the displayed size (after rotation)."""
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    frame_count: int
+    duration: float
+    rotation: int
+    pix_fmt: str
+    codec: str
+    audio: tuple[AudioStream, ...]
+    variable_frame_rate: bool = False
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio)
+
+
+class _StderrTail:
+    """Collects the last lines a child process writes to stderr, without risking a pipe deadlock."""
+
+    def __init__(self, stream) -> None:
+        self.lines: deque[str] = deque(maxlen=20)
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self.lines.append(line)
+
+    def last(self) -> str:
+        self._thread.join(timeout=5)
+        return self.lines[-1] if self.lines else "no message from ffmpeg"
+
+
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return int(round(float(side["rotation"]))) % 360
+    return int(stream.get("tags", {}).get("rotate", 0)) % 360
+
+
+def _fraction(text: str | None) -> Fraction:
+    try:
+        value = Fraction(text or "0")
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)
+    return value
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Probe a video: exact frame rate (29.97 stays 30000/1001), frame count, displayed size, rotation, audio."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: no such file")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, not a video")
+    cmd = [ffprobe_binary(), "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", str(path)]
+    result = _run(cmd)
+    if result.returncode != 0:
+        last = (result.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
+        raise MediaError(f"{path}: not a readable video ({last})")
+    meta = json.loads(result.stdout or b"{}")
+    streams = meta.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
+    if video is None:
+        kinds = sorted({s.get("codec_type", "?") for s in streams}) or ["nothing"]
+        raise MediaError(f"{path}: holds no video stream (found {', '.join(kinds)})")
+    avg, real = _fraction(video.get("avg_frame_rate")), _fraction(video.get("r_frame_rate"))
+    fps = avg if avg > 0 else real
+    if fps <= 0:
+        raise MediaError(f"{path}: the video stream has no frame rate")
+    count = int(video.get("nb_read_packets") or video.get("nb_frames") or 0)
+    if count <= 0:
+        raise MediaError(f"{path}: the video stream holds no frames")
+    rotation = _rotation(video)
+    width, height = int(video["width"]), int(video["height"])
+    if rotation in (90, 270):
+        width, height = height, width
+    duration = float(video.get("duration") or meta.get("format", {}).get("duration") or count / fps)
+    audio = tuple(
+        AudioStream(int(s["index"]), s.get("codec_name", "?"), int(s.get("sample_rate") or 0), int(s.get("channels") or 0))
+        for s in streams
+        if s.get("codec_type") == "audio"
+    )
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_count=count,
+        duration=duration,
+        rotation=rotation,
+        pix_fmt=video.get("pix_fmt", "?"),
+        codec=video.get("codec_name", "?"),
+        audio=audio,
+        variable_frame_rate=bool(avg and real and avg != real),
+    )
+
+
+def read_frames(info: VideoInfo, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+    """Decode frames as RGB ``uint8 (H, W, 3)`` arrays, one at a time (memory does not grow with length).
+
+    Frames come upright (ffmpeg applies the rotation) and one per coded frame: nothing is dropped or
+    duplicated, whatever the frame rate does.
+    """
+    frame_bytes = info.width * info.height * 3
+    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(info.path), "-map", "0:v:0",
+           "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    tail = _StderrTail(proc.stderr)
+    index, produced = 0, 0
+    try:
+        while count is None or produced < count:
+            buf = proc.stdout.read(frame_bytes)  # type: ignore[union-attr]
+            if len(buf) < frame_bytes:
+                break
+            if index >= start:
+                produced += 1
+                yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)
+            index += 1
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+    if count is None and code != 0 and index == 0:
+        raise MediaError(f"{info.path}: cannot decode video ({tail.last()})")
+
+
+def read_frames_at(info: VideoInfo, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """A few frames by index (for previews), decoded in one pass that stops after the last one."""
+    wanted = sorted(set(int(i) for i in indices))
+    out: dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    for i, frame in enumerate(read_frames(info, 0, wanted[-1] + 1)):
+        if i in wanted:
+            out[i] = frame.copy()
+    return out
+
+
+def output_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMAT_BY_SUFFIX:
+        raise MediaError(f"{path}: unsupported output type {suffix or '(none)'}; use one of {', '.join(sorted(FORMAT_BY_SUFFIX))}")
+    return FORMAT_BY_SUFFIX[suffix]
+
+
+def audio_plan(info: VideoInfo, fmt: str) -> tuple[list[str], str | None]:
+    """ffmpeg arguments for the audio streams, and a note when they have to be re-encoded."""
+    if not info.audio:
+        return [], None
+    allowed = CONTAINER_AUDIO.get(fmt)
+    if allowed is None or all(a.codec in allowed for a in info.audio):
+        return ["-map", "1:a", "-c:a", "copy"], None
+    codecs = ", ".join(sorted({a.codec for a in info.audio}))
+    return ["-map", "1:a", "-c:a", "aac", "-b:a", "256k"], f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
+
+
+class FrameWriter:
+    """Encode RGB frames to H.264 (yuv420p) and mux the input's audio unchanged, in one ffmpeg process.
+
+    Frames are written at the input's exact frame rate, so the output has the same frame count and
+    timestamps. Odd sizes are padded for the encoder and cropped back in the H.264 stream (the
+    decoded output has the input's size). Write to a temporary path; the caller renames it.
+    """
+
+    def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
+                 audio_from: str | Path | None = None, fmt: str | None = None, width: int | None = None) -> None:
+        self.path = Path(path)
+        self.width = width or info.width
+        self.height = info.height
+        self.frames = 0
+        fmt = fmt or output_format(self.path)
+        audio_args, self.audio_note = audio_plan(info, fmt) if audio_from else ([], None)
+        pad_w, pad_h = self.width % 2, self.height % 2
+        video_args = ["-map", "0:v:0", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        if pad_w or pad_h:
+            video_args += ["-vf", f"pad={self.width + pad_w}:{self.height + pad_h}:0:0",
+                           "-bsf:v", f"h264_metadata=crop_right={pad_w}:crop_bottom={pad_h}"]
+        cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
+               "-framerate", f"{info.fps.numerator}/{info.fps.denominator}", "-i", "pipe:0"]
+        if audio_args:
+            cmd += ["-i", str(audio_from)]
+        cmd += video_args + audio_args
+        if fmt in ("mp4", "mov"):
+            cmd += ["-movflags", "+faststart"]
+        cmd += ["-f", fmt, str(self.path)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._tail = _StderrTail(self._proc.stderr)
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame {frame.shape} {frame.dtype} does not match {self.height}x{self.width}x3 uint8")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            self._proc.wait()
+            raise self._error() from None
+        self.frames += 1
+
+    def _error(self) -> MediaError:
+        last = self._tail.last()
+        if "No space left" in last:
+            return MediaError(f"{self.path}: the disk is full (no space left on device)")
+        return MediaError(f"{self.path}: encoding failed ({last})")
+
+    def close(self) -> None:
+        try:
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            pass
+        if self._proc.wait() != 0:
+            raise self._error()
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def audio_packets(path: str | Path) -> list[tuple[str, str, str]]:
+    """(pts, size, sha256 of the data) of every audio packet: the test that audio was copied unchanged."""
+    cmd = [ffprobe_binary(), "-v", "error", "-select_streams", "a", "-show_packets", "-show_data_hash", "sha256",
+           "-show_entries", "packet=pts,size,data_hash", "-of", "csv=p=0", str(path)]
+    result = _run(cmd)
+    if result.returncode != 0:
+        raise MediaError(f"{path}: cannot read audio packets")
+    return [tuple(line.split(",")) for line in result.stdout.decode().split()]  # type: ignore[misc]
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether ffprobe finds a (non-still-image) video stream in the file."""
+    cmd = [ffprobe_binary(), "-v", "error", "-show_entries", "format=format_name:stream=codec_type,codec_name",
+           "-of", "json", str(path)]
+    result = _run(cmd)
+    if result.returncode != 0:
+        return False
+    meta = json.loads(result.stdout or b"{}")
+    if "image2" in meta.get("format", {}).get("format_name", "") or "_pipe" in meta.get("format", {}).get("format_name", ""):
+        return False
+    return any(s.get("codec_type") == "video" for s in meta.get("streams", []))

@@ -1,0 +1,650 @@
+"""The edit, end to end, as a stream: decode -> track/crop -> encode codes -> rollout -> render -> paste -> encode.
+
+Two passes over the video, both streaming (memory does not grow with length):
+1. face tracking: decode, detect on keyframes, link into tracks, smooth; pick the appearance frame;
+2. the edit: frames flow through in chunks (a multiple of the connector's 5-frame window); a decoder
+   thread and a writer thread (paste-back + ffmpeg) keep the networks busy.
+
+``Editor`` loads the models once and edits any number of files; ``edit_video`` is the one-call API.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from . import faces, media, timeline
+from .errors import CmetError, MediaError, NoFaceError, UsageError
+
+log = logging.getLogger("cmet")
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+WINDOW = 5
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """Everything that shapes an edit. The CLI's options map one to one onto these fields."""
+
+    preset: str | None = None  # a preset emotion of the bank
+    emotion_speech: tuple[Path, ...] = ()  # reference clips of emotional speech (embeddings averaged)
+    neutral_speech: tuple[Path, ...] = ()  # neutral reference clips; default: the bank's neutral clips
+    at: tuple[tuple[str, str], ...] = ()  # emotion timeline: (time, preset name or speech file)
+    blend: float = 0.5  # seconds of cross-fade at each timeline keyframe
+    intensity: float = 1.0  # scales the semantic vector; 0 leaves the expression untouched
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    batch_size: int | None = None  # frames per network batch; default from free device memory
+    weights_dir: Path | None = None  # checkpoints under their official names, instead of the cache
+    bank_dir: Path | None = None  # preset bank folder (DIR/<emotion>/*.npy)
+    detector: str = "auto"  # auto | fan | cascade
+    box: tuple[int, int, int, int] | None = None  # fixed face box X,Y,W,H: no detection
+    face: int | None = None  # which face track (1 = largest)
+    crf: int = 18  # H.264 quality
+    compare: bool = False  # write original | edit side by side
+    colour_match: bool = False  # match the rendered face's colour statistics to the original crop
+    overwrite: bool = False
+    compile: bool = False  # torch.compile the networks (CUDA)
+
+    def validate(self) -> "EditOptions":
+        sources = sum(bool(x) for x in (self.preset, self.emotion_speech, self.at))
+        if sources == 0:
+            raise UsageError("give the target emotion: --emotion-speech FILE, --preset NAME or --at TIME EMOTION")
+        if self.preset and self.emotion_speech:
+            raise UsageError("--preset and --emotion-speech are exclusive: choose one")
+        if not 0.0 <= self.intensity <= 2.0:
+            raise UsageError(f"--intensity must be between 0 and 2, not {self.intensity:g}")
+        if self.blend < 0:
+            raise UsageError("--blend must not be negative")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise UsageError(f"--precision must be fp32, bf16 or fp16, not {self.precision!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise UsageError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        for clip in (*self.emotion_speech, *self.neutral_speech):
+            if not Path(clip).is_file():
+                raise UsageError(f"speech clip not found: {clip}")
+        return self
+
+
+@dataclass
+class EditResult:
+    """What happened to one input (the JSON report's row)."""
+
+    input: str
+    output: str
+    status: str = "done"  # done | skipped | failed
+    frames: int = 0
+    fps: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    face_frames: int = 0
+    code_change: float | None = None  # mean |edited - original| of the expression codes
+    vector_norm: float | None = None  # norm of the semantic vector used (mean over frames)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+# ---------------------------------------------------------------- device helpers
+
+def pick_device(name: str) -> "torch.device":  # noqa: F821
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available (see `cmet doctor`)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's Metal backend is not available")
+    return torch.device(name)
+
+
+def pick_dtype(precision: str, device) -> "torch.dtype | None":  # noqa: F821
+    """The autocast dtype, or None for plain fp32."""
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision != "fp32" and device.type == "cpu":
+        log.info("%s on the CPU is slower than fp32; using fp32", precision)
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def default_batch_size(device) -> int:
+    """Frames per batch: 5 on the CPU; on a GPU from free memory (~90 MB per frame in bf16 at 256²)."""
+    import torch
+
+    if device.type != "cuda":
+        return WINDOW
+    free, _ = torch.cuda.mem_get_info(device)
+    frames = int(0.5 * free / (90 * 2**20))
+    return max(WINDOW, min(80, frames // WINDOW * WINDOW))
+
+
+# ---------------------------------------------------------------- models
+
+def generator_config(state: dict) -> "GeneratorConfig":  # noqa: F821
+    """The generator's configuration read from a checkpoint's shapes (so small test models load too)."""
+    from .render import GeneratorConfig
+
+    blocks = sum(1 for k in state if k.startswith("enc.net_app.convs.") and k.endswith(".conv1.0.weight"))
+    first = state["enc.net_app.convs.0.0.weight"].shape[0]
+    size = 2 ** (blocks + 2)
+    base = {256: 64, 512: 32, 128: 128, 64: 256}.get(size)
+    return GeneratorConfig(
+        size=size,
+        style_dim=state["fc.0.weight"].shape[0],
+        lip_dim=state["lip_fc.2.weight"].shape[0],
+        pose_dim=state["pose_fc.2.weight"].shape[0],
+        exp_dim=state["exp_fc.2.weight"].shape[0],
+        channel_multiplier=max(1, first // base) if base and size >= 64 else 1,
+    )
+
+
+@dataclass
+class Models:
+    """The networks of one run, loaded once."""
+
+    generator: object
+    connector: object
+    device: object
+    dtype: object
+    bank: dict[str, np.ndarray] | None = None
+    speech_path: Path | None = None
+    _speech: object = None
+
+    @property
+    def crop_size(self) -> int:
+        return self.generator.config.size  # type: ignore[attr-defined]
+
+    def speech(self):
+        """emotion2vec+large, loaded on first use (only runs with --emotion-speech need it)."""
+        if self._speech is None:
+            from .speech import Emotion2Vec
+
+            if self.speech_path is None:
+                raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
+            self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
+        return self._speech
+
+
+def load_models(options: EditOptions) -> Models:
+    import torch
+
+    from . import weights
+    from .checkpoint import read_checkpoint
+    from .render import EDTalkGenerator
+    from .speech import load_bank
+    from .transfer import Connector
+
+    need_speech = bool(options.emotion_speech or options.neutral_speech or any(_is_file(e) for _, e in options.at))
+    need_bank = bool(options.preset or not options.neutral_speech or options.at)
+    paths = weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
+    device = pick_device(options.device)
+    state = read_checkpoint(paths.edtalk, "gen")
+    generator = EDTalkGenerator(generator_config(state))
+    _strict_load(generator, state, paths.edtalk)
+    connector = Connector()
+    _strict_load(connector, read_checkpoint(paths.connector, "state_dict"), paths.connector)
+    del state
+    generator.to(device).eval()
+    connector.to(device).eval()
+    if device.type == "cuda":
+        generator.to(memory_format=torch.channels_last)
+    if options.compile:
+        generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
+        generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
+    bank = load_bank(paths.bank) if paths.bank else None
+    return Models(generator, connector, device, pick_dtype(options.precision, device), bank, paths.emotion2vec)
+
+
+def _strict_load(module, state: dict, path: Path) -> None:
+    from .errors import WeightsError
+
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise WeightsError(f"{path} does not match the network ({' '.join(first)[:300]})") from None
+
+
+def _is_file(text: str) -> bool:
+    return os.sep in text or Path(text).suffix != "" or Path(text).is_file()
+
+
+# ---------------------------------------------------------------- emotion vectors
+
+def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe]:
+    """The keyframes of the edit, each with its semantic vector (intensity applied)."""
+    from .speech import emotion_vector, load_speech, preset_vector
+
+    cache: dict[str, np.ndarray] = {}
+
+    def neutral() -> np.ndarray:
+        if "neutral" not in cache:
+            if options.neutral_speech:
+                cache["neutral"] = np.stack([_embed(models, load_speech(p)) for p in options.neutral_speech])
+            else:
+                cache["neutral"] = models.bank["neutral"]  # type: ignore[index]
+        return cache["neutral"]
+
+    def vector(source: str | Sequence[Path]) -> np.ndarray:
+        if isinstance(source, str) and not _is_file(source):
+            if options.neutral_speech:
+                return emotion_vector(models.bank[_preset_name(source, models)], neutral())  # type: ignore[index]
+            return preset_vector(models.bank, source)
+        clips = [source] if isinstance(source, str) else list(source)
+        return emotion_vector([_embed(models, load_speech(c)) for c in clips], neutral())
+
+    if options.at:
+        keys = [(timeline.parse_time(t), e) for t, e in options.at]
+        return [timeline.Keyframe(t, options.intensity * vector(e), e) for t, e in keys]
+    source = options.preset if options.preset else options.emotion_speech
+    label = options.preset or ", ".join(Path(p).name for p in options.emotion_speech)
+    return [timeline.Keyframe(0.0, options.intensity * vector(source), label)]
+
+
+def _preset_name(name: str, models: Models) -> str:
+    from .speech import preset_vector
+
+    preset_vector(models.bank, name)  # validates the name with a helpful error
+    return name
+
+
+def _embed(models: Models, wave: np.ndarray) -> np.ndarray:
+    return models.speech().embed(wave).cpu().numpy()
+
+
+# ---------------------------------------------------------------- face editors
+
+class FaceEditor(Protocol):
+    """Edits batches of 256² face crops of one clip, in frame order."""
+
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None: ...
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray: ...
+
+
+class IdentityEditor:
+    """Returns the crops unchanged: proves the geometry and media path without networks."""
+
+    crop_size = faces.CROP
+
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None:
+        pass
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        return crops
+
+
+class CmetEditor:
+    """C-MET on face crops: encode codes, roll the connector forward, render against the appearance source."""
+
+    def __init__(self, models: Models, keyframes: list[timeline.Keyframe], blend: float,
+                 progress: ProgressFn | None = None) -> None:
+        self.models = models
+        self.keyframes = keyframes
+        self.blend = blend
+        self.progress = progress or (lambda *a: None)
+        self.crop_size = models.crop_size
+        self.change_sum = 0.0
+        self.change_n = 0
+        self.norm_sum = 0.0
+        self.done = {"encode": 0, "transfer": 0, "render": 0}
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.models.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.models.device.type, dtype=self.models.dtype)
+
+    def _to_tensor(self, crops: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.models.device)
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if self.models.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None:
+        import torch
+
+        self.n_frames = n_frames
+        w = timeline.weights(self.keyframes, n_frames, fps, self.blend)
+        self.vectors, self.strength = timeline.frame_vectors(self.keyframes, w)
+        self.prev = None
+        with torch.inference_mode(), self._autocast():
+            self.source = self.models.generator.encode_source(self._to_tensor(reference[None]))  # type: ignore[attr-defined]
+
+    def window_vectors(self, frames: np.ndarray) -> np.ndarray:
+        """One semantic vector per 5-frame window: the mean of its frames' vectors."""
+        pad = (-len(frames)) % WINDOW
+        idx = np.concatenate([frames, np.repeat(frames[-1:], pad)]).reshape(-1, WINDOW)
+        return self.vectors[idx].mean(axis=1)
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        gen, dev = self.models.generator, self.models.device
+        with torch.inference_mode():
+            x = self._to_tensor(crops)
+            with self._autocast():
+                codes = gen.encode(x)  # type: ignore[attr-defined]
+            self._tick("encode", len(frames))
+            exp = codes.exp.float()
+            strength = torch.from_numpy(self.strength[frames]).to(dev)[:, None]
+            if bool((strength > 0).any()):
+                e2v = torch.from_numpy(self.window_vectors(frames)).to(dev)
+                with self._autocast():
+                    directions, self.prev = self.models.connector.directions(  # type: ignore[attr-defined]
+                        exp, e2v, prev_direction=self.prev, return_last=True)
+                edited = exp + strength * directions.float()
+            else:
+                edited = exp
+            self.change_sum += float((edited - exp).abs().mean()) * len(frames)
+            self.norm_sum += float(np.linalg.norm(self.vectors[frames] * self.strength[frames, None], axis=1).sum())
+            self.change_n += len(frames)
+            self._tick("transfer", len(frames))
+            with self._autocast():
+                image = gen.render(self.source, codes.lip, codes.pose, edited.to(codes.exp.dtype))  # type: ignore[attr-defined]
+            out = image.float().clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
+            out = out.permute(0, 2, 3, 1).cpu().numpy()
+            self._tick("render", len(frames))
+        return out
+
+    def _tick(self, stage: str, n: int) -> None:
+        self.done[stage] += n
+        self.progress(stage, self.done[stage], self.n_frames)
+
+    def report(self, result: EditResult) -> None:
+        if self.change_n:
+            result.code_change = self.change_sum / self.change_n
+            result.vector_norm = self.norm_sum / self.change_n
+
+
+# ---------------------------------------------------------------- streaming helpers
+
+_END = object()
+
+
+def prefetch(items: Iterable, depth: int) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead (bounded memory)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    batch: list[np.ndarray] = []
+    start = 0
+    for i, frame in enumerate(frames):
+        if not batch:
+            start = i
+        batch.append(frame)
+        if len(batch) == size:
+            yield start, batch
+            batch = []
+    if batch:
+        yield start, batch
+
+
+class _Writer:
+    """Paste-back and encoding in a background thread, fed through a bounded queue."""
+
+    def __init__(self, writer: media.FrameWriter, compare: bool, depth: int = 4) -> None:
+        self.writer, self.compare = writer, compare
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.q.get()
+            if job is _END:
+                return
+            if self.error is not None:
+                continue
+            try:
+                for original, edited in job():
+                    self.writer.write(np.concatenate([original, edited], axis=1) if self.compare else edited)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer
+                self.error = exc
+
+    def put(self, job: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(job)
+
+    def finish(self) -> None:
+        self.q.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+# ---------------------------------------------------------------- the two passes
+
+def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
+          config: faces.TrackConfig = faces.TrackConfig()) -> faces.FaceTrack:
+    """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes."""
+    if options.box:
+        return faces.fixed_track(options.box, info.frame_count)
+    detector = detector or faces.make_detector(options.detector)
+    every = max(1, config.keyframe_every)
+
+    def keyframes() -> Iterator[tuple[int, list[faces.Detection]]]:
+        for i, frame in enumerate(media.read_frames(info)):
+            if i % every == 0 or i == info.frame_count - 1:
+                yield i, detector(frame)
+            if progress and (i % every == 0):
+                progress("track faces", i + 1, info.frame_count)
+        if progress:
+            progress("track faces", info.frame_count, info.frame_count)
+
+    return faces.track_faces(keyframes(), info.frame_count, float(info.fps), getattr(detector, "name", "cascade"),
+                             options.face, config)
+
+
+def temp_output(output: Path) -> Path:
+    """A hidden temporary file beside the output: renamed into place only when complete."""
+    return output.with_name(f".{output.name}.cmet-{os.getpid()}-{threading.get_ident()}.part")
+
+
+def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
+             options: EditOptions, batch: int, progress: ProgressFn | None = None) -> tuple[int, int]:
+    """Pass 2: stream every frame through the face editor and write the output atomically.
+
+    Returns (frames written, frames with a face).
+    """
+    size = getattr(editor, "crop_size", faces.CROP)
+    present = face_track.present
+    mask = faces.face_mask(size)
+    ref_frame = next(iter(media.read_frames(info, face_track.reference, 1)))
+    editor.begin(faces.crop(ref_frame, faces.CropBox.from_row(face_track.boxes[face_track.reference]), size),
+                 info.frame_count, float(info.fps))
+    tmp = temp_output(output)
+    fmt = media.output_format(output)
+    width = info.width * (2 if options.compare else 1)
+    written = 0
+    try:
+        writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
+                                   fmt=fmt, width=width)
+        if writer.audio_note:
+            log.info(writer.audio_note)
+        sink = _Writer(writer, options.compare)
+        try:
+            for start, frames in chunks(prefetch(media.read_frames(info), depth=2 * batch), batch):
+                idx = np.arange(start, start + len(frames))
+                valid = idx[idx < len(present)]
+                have = valid[present[valid]]
+                boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
+                rendered: dict[int, np.ndarray] = {}
+                if len(have):
+                    originals = np.stack([faces.crop(frames[i - start], boxes[int(i)], size) for i in have])
+                    edited = editor(originals, have)
+                    for k, i in enumerate(have):
+                        face = edited[k]
+                        if options.colour_match:
+                            face = faces.match_colour(face, originals[k], mask)
+                        rendered[int(i)] = face
+
+                def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
+                    for j, frame in enumerate(frames):
+                        i = start + j
+                        out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
+                        yield frame, out
+
+                sink.put(job)
+                written += len(frames)
+                if progress:
+                    progress("write", written, info.frame_count)
+        except BaseException:
+            sink.q.put(_END)
+            sink.thread.join()
+            writer.abort()
+            raise
+        sink.finish()
+        writer.close()
+        if writer.frames != info.frame_count:
+            raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written, int(present.sum())
+
+
+class Editor:
+    """Loads the models once, then edits files one after another."""
+
+    def __init__(self, options: EditOptions, *, models: Models | None = None, face_editor: FaceEditor | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        self.options = options.validate()
+        self.progress = progress
+        self._face_editor = face_editor
+        self.models = models
+        self._detector = None
+
+    def load(self) -> None:
+        if self.models is None and self._face_editor is None:
+            started = time.perf_counter()
+            if self.progress:
+                self.progress("load models", 0, 1)
+            self.models = load_models(self.options)
+            self.keyframes = emotion_plan(self.options, self.models)
+            if self.progress:
+                self.progress("load models", 1, 1)
+            log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
+        elif self.models is not None and not hasattr(self, "keyframes"):
+            self.keyframes = emotion_plan(self.options, self.models)
+
+    def detector(self):
+        if self._detector is None and not self.options.box:
+            from . import weights
+
+            self._detector = faces.make_detector(self.options.detector, _fan_paths(weights))
+        return self._detector
+
+    def edit(self, input: str | Path, output: str | Path) -> EditResult:
+        input, output = Path(input), Path(output)
+        result = EditResult(str(input), str(output))
+        started = time.perf_counter()
+        check_paths(input, output, self.options.overwrite)
+        info = media.probe(input)
+        result.fps = float(info.fps)
+        if info.variable_frame_rate:
+            result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")
+        self.load()
+        face_track = track(info, self.options, self.detector(), self.progress)
+        lost = int((~face_track.present).sum())
+        if lost == info.frame_count:
+            raise NoFaceError("the face was lost in every frame; give its position with --box X,Y,W,H")
+        if lost:
+            result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
+        editor = self._face_editor or CmetEditor(self.models, self.keyframes, self.options.blend, self.progress)
+        batch = self.options.batch_size or (default_batch_size(self.models.device) if self.models else 8)
+        result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress)
+        if isinstance(editor, CmetEditor):
+            editor.report(result)
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+def _fan_paths(weights_module) -> dict:
+    lock = weights_module.load_lock()
+    out = {}
+    for name in ("fan-detector", "fan-landmarks"):
+        status = weights_module.check(lock[name])
+        if status.state in ("verified", "recorded"):
+            out[name] = status.path
+    return out
+
+
+def check_paths(input: Path, output: Path, overwrite: bool) -> None:
+    """Refuse to overwrite an input, and existing outputs unless asked."""
+    if not input.exists():
+        raise MediaError(f"{input}: no such file")
+    media.output_format(output)
+    if output.exists() and output.resolve() == input.resolve():
+        raise UsageError(f"{output}: the output would overwrite the input")
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} exists: pass --overwrite to replace it")
+    if not output.parent.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
+
+
+def edit_video(input: str | Path, output: str | Path, *, progress: ProgressFn | None = None, **options) -> EditResult:
+    """Edit one video: ``edit_video("in.mp4", "out.mp4", preset="sarcastic")``. Options: see ``EditOptions``."""
+    for key in ("emotion_speech", "neutral_speech"):
+        if key in options and isinstance(options[key], (str, Path)):
+            options[key] = (options[key],)
+    for key in ("emotion_speech", "neutral_speech", "at"):
+        if key in options:
+            options[key] = tuple(Path(p) if key != "at" else tuple(p) for p in options[key])
+    return Editor(EditOptions(**options), progress=progress).edit(input, output)
