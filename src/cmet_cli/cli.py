@@ -1,0 +1,305 @@
+"""The ``cmet`` command: a thin layer over ``cmet_cli.pipeline`` that parses, reports and sets exit codes.
+
+Exit codes: 0 every input done or skipped; 1 some input failed; 2 usage error; 130/143 interrupted
+(SIGINT/SIGTERM). Heavy libraries (torch, transformers, face-alignment) load only inside commands.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp"}
+EPILOG = """\b
+Exit codes: 0 all inputs done or skipped, 1 some input failed, 2 usage error,
+130/143 interrupted (Ctrl-C / SIGTERM; no partial output is left).
+"""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every temporary file is cleaned up."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise Terminated()
+
+
+def _console(quiet: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=_console(), show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.version_option(__version__, prog_name="cmet")
+def main() -> None:
+    """Change the emotion of the face in a talking-face video, driven by emotional speech (C-MET).
+
+    \b
+      cmet edit input.mp4 --emotion-speech sarcastic.wav -o out.mp4
+      cmet edit clips/ -o edited/ --preset happy
+      cmet download-weights
+    """
+
+
+# ---------------------------------------------------------------- edit
+
+def _parse_box(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        box = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise click.BadParameter("expected X,Y,W,H in pixels, e.g. 600,200,256,256")
+    return box
+
+
+@main.command(epilog=EPILOG)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output file (one input) or folder (several inputs or a folder).")
+@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
+              help="Clip of emotional speech (WAV, FLAC, MP3, ...); repeat to average several.")
+@click.option("--preset", help="Preset emotion (see `cmet emotions`), e.g. happy, sarcastic.")
+@click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
+              help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank.")
+@click.option("--at", "at", nargs=2, multiple=True, metavar="TIME EMOTION",
+              help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). Repeatable.")
+@click.option("--blend", default="0.5s", show_default=True, help="Cross-fade between timeline emotions.")
+@click.option("--intensity", type=float, default=1.0, show_default=True, help="Scale of the emotion, 0 to 2 (0 = unchanged).")
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--precision", default="auto", show_default=True, help="auto (bf16 on CUDA), fp32, bf16 or fp16.")
+@click.option("--batch-size", type=int, help="Frames per network batch (default: from free device memory).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (CUDA; slow first batch).")
+@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
+              help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
+              help="Face detector: face-alignment (fan) or OpenCV's cascade (no download).")
+@click.option("--box", callback=_parse_box, help="Face box X,Y,W,H: skip detection.")
+@click.option("--face", type=int, help="Which face to edit when several are found (1 = largest).")
+@click.option("--crf", type=int, default=18, show_default=True, help="H.264 quality (lower = better, bigger).")
+@click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original.")
+@click.option("--compare", is_flag=True, help="Write the original and the edit side by side.")
+@click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip complete ones).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files edited at once (CPU).")
+@click.option("--report", type=click.Path(path_type=Path), help="Write a JSON report of every input here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv: debug, tracebacks).")
+def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
+         batch_size, compile_, weights_dir, detector, box, face, crf, colour_match, compare, recursive, overwrite,
+         jobs, report, as_json, quiet, verbose):
+    """Edit the facial emotion of INPUTS (videos or folders of videos).
+
+    \b
+      cmet edit talk.mp4 -o talk-sad.mp4 --preset sad
+      cmet edit talk.mp4 -o out.mp4 --emotion-speech a.wav --emotion-speech b.wav --intensity 0.7
+      cmet edit talk.mp4 -o out.mp4 --at 0 happy --at 0:04 sad --blend 1s
+      cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
+    """
+    from . import batch
+    from .errors import CmetError, UsageError
+    from .pipeline import EditOptions
+    from .timeline import parse_duration
+
+    _setup_logging(verbose, quiet)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        options = EditOptions(
+            preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
+            blend=parse_duration(blend), intensity=intensity, device=device, precision=precision,
+            batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
+            crf=crf, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+        ).validate()
+        jobs_list = batch.plan(inputs, output, recursive=recursive)
+        if jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+    except CmetError as exc:
+        _fail(str(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
+    try:
+        results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet or as_json, verbose=verbose,
+                            on_result=(lambda r: click.echo(json.dumps(r.as_dict()))) if as_json else None)
+    except KeyboardInterrupt as exc:
+        click.echo("interrupted: unfinished outputs were removed", err=True)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
+    if report:
+        batch.write_report(report, results)
+    if not as_json and not quiet:
+        batch.summary(results, _console())
+    sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+# ---------------------------------------------------------------- weights
+
+@main.command("download-weights")
+@click.option("--only", multiple=True, help="Only this entry of models.lock (repeatable).")
+@click.option("--from", "from_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Install from a local folder instead of downloading (air-gapped machines).")
+@click.option("--check", is_flag=True, help="Verify what is installed (re-hash every file) and exit.")
+@click.option("--include-sample", is_flag=True, help="Also fetch the demo's sample clip.")
+@click.option("-q", "--quiet", is_flag=True)
+def download_weights(only, from_dir, check, include_sample, quiet):
+    """Download (or install from --from DIR) the model weights, verified against models.lock."""
+    from . import weights
+    from .errors import CmetError
+
+    console = _console(quiet)
+    lock = weights.load_lock()
+    unknown = [n for n in only if n not in lock]
+    if unknown:
+        _fail(f"unknown entry {', '.join(unknown)}; models.lock has {', '.join(lock)}", EXIT_USAGE)
+    names = list(only) or [n for n in lock if n != "sample-video" or include_sample]
+    if check:
+        bad = 0
+        for name in names:
+            status = weights.check(lock[name], rehash=True)
+            bad += status.state in ("mismatch", "missing")
+            console.print(f"{name:14} {status.state:9} {status.path} {status.detail}")
+        sys.exit(EXIT_FAILED if bad else EXIT_OK)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console, transient=True) as progress:
+        for name in names:
+            entry = lock[name]
+            status = weights.check(entry)
+            if status.state in ("verified", "recorded"):
+                console.print(f"{name}: already installed ({status.path})")
+                continue
+            task = progress.add_task(name, total=entry.size or None)
+            update = lambda done, total, task=task: progress.update(task, completed=done, total=total or None)  # noqa: E731
+            try:
+                if from_dir:
+                    path = weights.install_from(entry, from_dir, progress=update)
+                    if path is None:
+                        console.print(f"{name}: not in {from_dir} (expected {entry.filename})")
+                        failed += 1
+                        continue
+                else:
+                    path = weights.download(entry, progress=update)
+            except CmetError as exc:
+                progress.stop()
+                _fail(str(exc))
+            console.print(f"{name}: installed {path}")
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@main.command("weights")
+def weights_cmd():
+    """Show installed weights (verified or not), ffmpeg and CUDA."""
+    _doctor()
+
+
+@main.command("doctor")
+def doctor():
+    """Same as `cmet weights`: what is installed and usable."""
+    _doctor()
+
+
+def _doctor() -> None:
+    from rich.table import Table
+
+    from . import media, weights
+    from .errors import CmetError
+
+    console = _console()
+    table = Table(title=f"weights in {weights.home()}")
+    for col in ("name", "state", "path", "needed by"):
+        table.add_column(col)
+    for name, entry in weights.load_lock().items():
+        status = weights.check(entry)
+        table.add_row(name, status.state + (f" ({status.detail})" if status.detail else ""), str(status.path), ", ".join(entry.needed_by))
+    console.print(table)
+    try:
+        console.print(f"ffmpeg:  {media.ffmpeg_binary()}\nffprobe: {media.ffprobe_binary()}")
+    except CmetError as exc:
+        console.print(f"ffmpeg:  [red]{exc}[/red]")
+    import torch
+
+    cuda = torch.cuda.is_available()
+    console.print(f"torch {torch.__version__}; CUDA: " + (torch.cuda.get_device_name(0) if cuda else "not available"))
+
+
+# ---------------------------------------------------------------- emotions and previews
+
+@main.command()
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
+def emotions(bank_dir):
+    """List the preset emotions with their clip counts and strength."""
+    from rich.table import Table
+
+    from . import presets
+    from .errors import CmetError
+
+    try:
+        rows = presets.describe(bank_dir)
+    except CmetError as exc:
+        _fail(str(exc))
+    table = Table(title="preset emotions")
+    for col in ("emotion", "clips", "direction norm", "note"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row.name, str(row.clips), "-" if row.norm is None else f"{row.norm:.1f}", row.note)
+    _console().print(table)
+
+
+@main.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet (PNG).")
+@click.option("--preset")
+@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path))
+@click.option("--intensity", type=float, default=1.0, show_default=True)
+@click.option("--frames", "n_frames", type=int, default=6, show_default=True, help="Evenly spaced frames to show.")
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path))
+@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]))
+@click.option("--box", callback=_parse_box)
+@click.option("--overwrite", is_flag=True)
+def preview(input, output, preset, emotion_speech, intensity, n_frames, bank_dir, weights_dir, device, detector, box, overwrite):
+    """Contact sheet of a few frames, original above and edited below: choose an emotion before a long render."""
+    from .errors import CmetError, UsageError
+    from .pipeline import EditOptions
+    from .preview import contact_sheet
+
+    _setup_logging(0, False)
+    try:
+        options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), intensity=intensity,
+                              bank_dir=bank_dir, weights_dir=weights_dir, device=device, detector=detector, box=box,
+                              overwrite=overwrite).validate()
+        path = contact_sheet(input, output, options, n_frames)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except CmetError as exc:
+        _fail(str(exc))
+    click.echo(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
