@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-index --no-deps "$(TORCH)" 2>/dev/null \
 	  || { command -v nvidia-smi >/dev/null 2>&1 && $(BIN)/pip install -q "$(TORCH)"; } \
 	  || $(BIN)/pip install -q "$(TORCH)" --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	@touch $@
 
 setup: $(VENV)/.installed ffmpeg

@@ -41,6 +41,8 @@ def ffmpeg_binary() -> str:
 # Audio codecs the MP4/MOV muxers accept as a stream copy; anything else is re-encoded to AAC.
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 CONTAINER_AUDIO = {"mp4": MP4_AUDIO, "mov": MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_f32le"}, "matroska": None}
+# Exact rounding in the RGB <-> YUV conversions: without it every re-encode shifts colours by one level.
+SWS = ["-sws_flags", "accurate_rnd+full_chroma_int"]
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
@@ -184,7 +186,7 @@ def read_frames(info: VideoInfo, start: int = 0, count: int | None = None) -> It
     """
     frame_bytes = info.width * info.height * 3
     cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(info.path), "-map", "0:v:0",
-           "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+           "-fps_mode", "passthrough", *SWS, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
     tail = _StderrTail(proc.stderr)
     index, produced = 0, 0
@@ -253,7 +255,7 @@ class FrameWriter:
         fmt = fmt or output_format(self.path)
         audio_args, self.audio_note = audio_plan(info, fmt) if audio_from else ([], None)
         pad_w, pad_h = self.width % 2, self.height % 2
-        video_args = ["-map", "0:v:0", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
+        video_args = ["-map", "0:v:0", *SWS, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
         if pad_w or pad_h:
             video_args += ["-vf", f"pad={self.width + pad_w}:{self.height + pad_h}:0:0",
                            "-bsf:v", f"h264_metadata=crop_right={pad_w}:crop_bottom={pad_h}"]

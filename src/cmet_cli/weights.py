@@ -17,6 +17,7 @@ import socket
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,9 @@ class LockEntry:
 
 
 def lock_path() -> Path:
-    """``models.lock``: packaged beside this module in a wheel, at the repository root in a checkout."""
+    """``models.lock``: ``$CMET_MODELS_LOCK``, else beside this module (wheel), else the repository root."""
+    if os.environ.get("CMET_MODELS_LOCK"):
+        return Path(os.environ["CMET_MODELS_LOCK"])
     here = Path(__file__).resolve().parent
     for candidate in (here / "models.lock", here.parents[1] / "models.lock"):
         if candidate.is_file():
@@ -166,14 +169,17 @@ def check(entry: LockEntry, root: Path | None = None, *, rehash: bool = False) -
         actual = record["sha256"]
     else:
         actual = _content_hash(path)
-    expected = entry.sha256 or record.get("sha256", "")
+    # an archive's pinned hash is the download's; what is installed is checked against its recorded tree hash
+    pinned = entry.sha256 if entry.kind != "archive" else ""
+    expected = pinned or record.get("sha256", "")
     if expected and actual != expected:
         return Status(entry, path, True, "mismatch", f"sha256 {actual[:12]}… differs from {expected[:12]}…")
     if entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
         return Status(entry, path, True, "mismatch", f"sha256 does not start with {entry.sha256_prefix}")
     if record.get("stamp") != stamp and expected:
         _remember(root, entry, actual, path)
-    return Status(entry, path, True, "verified" if entry.sha256 else "recorded")
+    verified = bool(pinned) or (entry.kind == "archive" and entry.sha256 and record.get("archive_sha256") == entry.sha256)
+    return Status(entry, path, True, "verified" if verified else "recorded")
 
 
 def _remember(root: Path, entry: LockEntry, digest: str, path: Path) -> None:

@@ -1,0 +1,225 @@
+"""The weights manager: local installs, downloads (resumed), hash checks, and the CLI around them."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from cmet_cli import weights
+from cmet_cli.checkpoint import read_checkpoint
+from cmet_cli.errors import WeightsError
+
+PAYLOAD = os.urandom(300_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def entry(name="blob", sha=SHA, url="http://127.0.0.1:9/blob.bin", kind="url", path="blob.bin", filename="blob.bin"):
+    return weights.LockEntry(name=name, kind=kind, url=url, filename=filename, sha256=sha, path=path)
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    root = tmp_path / "home"
+    monkeypatch.setenv("CMET_HOME", str(root))
+    return root
+
+
+def test_install_from_verifies_and_records(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    path = weights.install_from(entry(), src)
+    assert path == home / "blob.bin" and path.read_bytes() == PAYLOAD
+    assert weights.check(entry()).state == "verified"
+    assert weights.read_records(home)["blob"]["sha256"] == SHA
+    assert weights.install_from(entry(), tmp_path / "empty") is None
+
+
+def test_install_from_bad_hash_installs_nothing(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD[:-1] + b"x")
+    with pytest.raises(WeightsError, match="sha256"):
+        weights.install_from(entry(), src)
+    assert not (home / "blob.bin").exists()
+    assert not list(home.glob("*.part"))
+    assert weights.check(entry()).state == "missing"
+
+
+def test_trust_on_first_use_then_detects_change(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    unpinned = entry(sha="")
+    weights.install_from(unpinned, src)
+    assert weights.check(unpinned).state == "recorded"
+    assert weights.require(unpinned) == home / "blob.bin"
+    (home / "blob.bin").write_bytes(b"tampered" + PAYLOAD[8:])
+    status = weights.check(unpinned)
+    assert status.state == "mismatch"
+    with pytest.raises(WeightsError, match=r"failed its hash check.*download-weights --only blob"):
+        weights.require(unpinned)
+
+
+class RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD at /blob.bin with Range support; counts bytes sent."""
+
+    sent = 0
+
+    def do_GET(self):  # noqa: N802
+        if self.path != "/blob.bin":
+            self.send_error(404)
+            return
+        start = 0
+        if "Range" in self.headers:
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        body = PAYLOAD[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        RangeHandler.sent += len(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    RangeHandler.sent = 0
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_download_resumes_partial_file(home, server):
+    e = entry(url=f"{server}/blob.bin")
+    home.mkdir(parents=True)
+    (home / "blob.bin.download.part").write_bytes(PAYLOAD[:100_000])
+    seen = []
+    path = weights.download(e, progress=lambda done, total: seen.append((done, total)))
+    assert path.read_bytes() == PAYLOAD
+    assert RangeHandler.sent == len(PAYLOAD) - 100_000  # only the rest was fetched
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert not list(home.glob("*.part"))
+
+
+def test_download_hash_mismatch_and_http_errors(home, server):
+    with pytest.raises(WeightsError, match="models.lock pins"):
+        weights.download(entry(url=f"{server}/blob.bin", sha="0" * 64))
+    assert not (home / "blob.bin").exists() and not list(home.glob("*.part"))
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        weights.download(entry(url=f"{server}/missing"))
+
+
+def test_unreachable_host_says_how_to_install_offline(home):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(WeightsError, match=r"cannot reach 127.0.0.1.*--from DIR"):
+        weights.download(entry(url=f"http://127.0.0.1:{port}/blob.bin"))
+
+
+def test_archive_entry_extracts_the_bank(tmp_path, home, server):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ["C-MET-x/audios/MEAD/happy/emotion2vec+large_features/a.npy",
+                     "C-MET-x/audios/MELD/sarcastic/emotion2vec+large_features/b.npy",
+                     "C-MET-x/audios/MEAD/happy/a.wav"]:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+    archive = tmp_path / "repo.tar.gz"
+    archive.write_bytes(buf.getvalue())
+    e = entry(name="bank", kind="archive", sha=hashlib.sha256(buf.getvalue()).hexdigest(), url=archive.as_uri(),
+              path="audios/*/*/emotion2vec+large_features/*.npy", filename="bank")
+    path = weights.download(e)
+    assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy")) == ["happy/MEAD_a.npy", "sarcastic/MELD_b.npy"]
+    assert weights.check(e).state == "verified"  # the archive matched its pin; the tree is checked against its record
+
+
+def _lock(tmp_path: Path, sha: str) -> Path:
+    lock = tmp_path / "models.lock"
+    lock.write_text(f'version = 1\n[files.blob]\nkind = "url"\nurl = "http://127.0.0.1:9/blob.bin"\n'
+                    f'filename = "blob.bin"\nsha256 = "{sha}"\n')
+    return lock
+
+
+def cmet(*args, env):
+    return subprocess.run([sys.executable, "-m", "cmet_cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **env})
+
+
+def test_cli_download_from_folder_and_check(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    env = {"CMET_MODELS_LOCK": str(_lock(tmp_path, SHA)), "CMET_HOME": str(home)}
+    done = cmet("download-weights", "--from", str(src), env=env)
+    assert done.returncode == 0, done.stderr
+    assert (home / "blob.bin").read_bytes() == PAYLOAD
+    assert cmet("download-weights", "--check", env=env).returncode == 0
+    (home / "blob.bin").write_bytes(b"corrupt")
+    bad = cmet("download-weights", "--check", env=env)
+    assert bad.returncode == 1 and "mismatch" in bad.stderr
+    unknown = cmet("download-weights", "--only", "nope", env=env)
+    assert unknown.returncode == 2 and "unknown entry" in unknown.stderr
+
+
+def test_cli_unreachable_hub_is_one_clear_line(tmp_path, home):
+    env = {"CMET_MODELS_LOCK": str(_lock(tmp_path, SHA)), "CMET_HOME": str(home)}
+    out = cmet("download-weights", env=env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "cannot reach 127.0.0.1" in out.stderr and "--from DIR" in out.stderr
+
+
+def test_checkpoints_load_tensors_only(tmp_path):
+    import torch
+
+    good = tmp_path / "good.pt"
+    torch.save({"gen": {"w": torch.ones(2)}}, good)
+    assert read_checkpoint(good, "gen")["w"].sum() == 2
+    evil = tmp_path / "evil.pt"
+    torch.save({"gen": {"w": torch.ones(2)}, "obj": Path("/etc/passwd")}, evil)
+    with pytest.raises(WeightsError, match="pickled objects other than tensors"):
+        read_checkpoint(evil, "gen")
+    with pytest.raises(WeightsError, match="no entry 'state_dict'"):
+        read_checkpoint(good, "state_dict")
+    with pytest.raises(WeightsError, match="download-weights"):
+        read_checkpoint(tmp_path / "absent.pt")
+
+
+def test_resolve_weights_dir_and_missing(tmp_path, home):
+    with pytest.raises(WeightsError, match="download-weights"):
+        weights.resolve(None, need_bank=False)
+    d = tmp_path / "w"
+    d.mkdir()
+    (d / "EDTalk.pt").write_bytes(b"x")
+    with pytest.raises(WeightsError, match="_epoch_2105"):
+        weights.resolve(d, need_bank=False)
+    (d / "_epoch_2105_checkpoint_step000200000.pth").write_bytes(b"x")
+    (d / "model.pt").write_bytes(b"x")  # the official emotion2vec name works too
+    paths = weights.resolve(d, need_speech=True, need_bank=False)
+    assert paths.edtalk == d / "EDTalk.pt" and paths.emotion2vec == d / "model.pt"
+
+
+def test_lock_lists_every_model_with_its_pin():
+    lock = weights.load_lock()
+    assert {"edtalk", "connector", "emotion2vec", "fan-landmarks", "fan-detector", "bank", "sample-video"} <= set(lock)
+    for e in lock.values():
+        assert e.url.startswith("https://") and e.filename and e.license and e.needed_by
+    assert lock["sample-video"].sha256 == "c4e1d3c414189864f7981e453e7a596ebc6d3573d5787fbe57047174cf48302e"
