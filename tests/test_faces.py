@@ -94,3 +94,12 @@ def test_jitter_is_smoothed():
     tr = faces.track_faces(keys, 100, 25.0, "cascade")
     raw = np.array([d[0].x for _, d in keys]) + 50
     assert np.std(np.diff(tr.boxes[::5, 0])) < 0.5 * np.std(np.diff(raw))
+
+
+def test_frontality_prefers_symmetric_faces():
+    marks = np.zeros((68, 2))
+    marks[36], marks[45] = (30, 40), (70, 40)
+    marks[30] = (50, 60)
+    assert faces.frontality(marks) == pytest.approx(1.0)
+    marks[30] = (35, 60)  # nose towards one eye: the head is turned
+    assert faces.frontality(marks) < 0.8

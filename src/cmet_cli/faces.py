@@ -110,26 +110,62 @@ class CascadeDetector:
         return out
 
 
+def frontality(landmarks: np.ndarray) -> float:
+    """1 for a frontal face, towards 0 as it turns: symmetry of the nose tip between the outer eye corners (68-point layout)."""
+    nose, left, right = landmarks[30, :2], landmarks[36, :2], landmarks[45, :2]
+    dl, dr = np.linalg.norm(nose - left), np.linalg.norm(nose - right)
+    return float(1.0 - abs(dl - dr) / max(dl + dr, 1e-6))
+
+
 class FanDetector:
-    """face-alignment's S3FD detector (weights from `cmet download-weights`)."""
+    """face-alignment's S3FD detector, plus its 2DFAN-4 landmarks to rate frontality (weights from `cmet download-weights`)."""
 
     name = "fan"
 
-    def __init__(self, detector_path: str, device: str = "cpu") -> None:
+    def __init__(self, detector_path: str, landmarks_path: str | None = None, device: str = "cpu") -> None:
         from face_alignment.detection.sfd.sfd_detector import SFDDetector
 
         self._sfd = SFDDetector(device=device, path_to_detector=detector_path)
+        self._fan = _landmark_model(landmarks_path, detector_path, device) if landmarks_path else None
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         small, scale = _downscale(frame)
-        found = self._sfd.detect_from_image(small[..., ::-1].copy()) or []
+        found = [d for d in (self._sfd.detect_from_image(small[..., ::-1].copy()) or []) if d[4] >= 0.5]
         out = []
-        for x1, y1, x2, y2, conf in found:
-            if conf < 0.5:
-                continue
+        for k, (x1, y1, x2, y2, conf) in enumerate(sorted(found, key=lambda d: -(d[2] - d[0]) * (d[3] - d[1]))):
             w, h = (x2 - x1) / scale, (y2 - y1) / scale
-            out.append(Detection(x1 / scale, y1 / scale, w, h, float(conf) * w * h))
+            score = float(conf) * w * h
+            if k == 0 and self._fan is not None:  # rate the largest face only: landmarks cost ~0.6 s on a CPU
+                marks = self._fan.get_landmarks_from_image(small, detected_faces=[[x1, y1, x2, y2, conf]])
+                if marks:
+                    score *= frontality(marks[0])
+            out.append(Detection(x1 / scale, y1 / scale, w, h, score))
         return out
+
+
+def _landmark_model(landmarks_path: str, detector_path: str, device: str):
+    """face-alignment's FaceAlignment reading our verified 2DFAN-4 file (it looks in $TORCH_HOME/hub/checkpoints)."""
+    import os
+    from pathlib import Path
+
+    import face_alignment
+
+    hub = Path(landmarks_path).parent / "torch-hub"
+    link = hub / "hub" / "checkpoints" / Path(landmarks_path).name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(Path(landmarks_path).resolve())
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(hub)
+    try:
+        return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, flip_input=False,
+                                            compile=False, face_detector="sfd",
+                                            face_detector_kwargs={"path_to_detector": detector_path})
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = previous
 
 
 def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:
@@ -140,7 +176,8 @@ def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu")
     if kind == "fan" or (kind == "auto" and detector_path):
         if not detector_path:
             raise UsageError("--detector fan needs face-alignment's weights: run `cmet download-weights`")
-        return FanDetector(str(detector_path), device)
+        landmarks = (fan_paths or {}).get("fan-landmarks")
+        return FanDetector(str(detector_path), str(landmarks) if landmarks else None, device)
     if kind == "auto":
         log.warning("face-alignment weights not installed: using OpenCV's cascade face detector (lower quality); `cmet download-weights` installs them")
     return CascadeDetector()

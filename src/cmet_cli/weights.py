@@ -32,7 +32,7 @@ CHECKPOINT_NAMES = {
     "connector": "_epoch_2105_checkpoint_step000200000.pth",
     "emotion2vec": "emotion2vec_plus_large.pt",
 }
-HF_FIX = "install them from a folder with `cmet download-weights --from DIR` or point `--weights-dir DIR` at the checkpoints"
+HF_FIX = "install the weights from a folder with `cmet download-weights --from DIR`, or point `--weights-dir DIR` at checkpoints under their official names"
 
 
 @dataclass(frozen=True)
