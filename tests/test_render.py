@@ -1,0 +1,153 @@
+"""cmet_cli.render: checkpoint layout, golden numbers, cost per frame, caching, small configurations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cmet_cli.checkpoint import read_checkpoint
+from cmet_cli.render import AppearanceSource, Codes, EDTalkGenerator, GeneratorConfig
+
+MANIFEST = "edtalk_generator.json"
+GOLDEN = "edtalk_generator.npz"
+SMALL = GeneratorConfig(size=64)
+
+
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.shape == expected.shape
+    tol = 1e-4 * max(1.0, expected.abs().max().item())
+    err = (actual - expected).abs().max().item()
+    assert err <= tol, f"max|Δ| {err:.3g} > {tol:.3g}"
+
+
+@pytest.fixture(scope="module")
+def golden(golden_dir, seeded) -> dict[str, torch.Tensor]:
+    return seeded.golden_arrays(golden_dir / GOLDEN)
+
+
+@pytest.fixture(scope="module")
+def golden_model(golden_dir, seeded, tmp_path_factory) -> EDTalkGenerator:
+    """The full-size generator with the stand-in weights, loaded through a checkpoint file like EDTalk.pt."""
+    path = tmp_path_factory.mktemp("weights") / "EDTalk.pt"
+    torch.save({"gen": seeded.golden_state_dict(golden_dir / MANIFEST, golden_dir / GOLDEN), "other": {}}, path)
+    model = EDTalkGenerator().eval()
+    model.load_state_dict(read_checkpoint(path, "gen"), strict=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_model() -> EDTalkGenerator:
+    """A size-64 generator with random weights, its flow heads scaled down.
+
+    With unit-variance flow weights the flow logits are so large that the decoder multiplies
+    float32 rounding differences (which depend on the batch size) by ~1000; tamer flows keep
+    comparisons between batch sizes meaningful.
+    """
+    torch.manual_seed(0)
+    model = EDTalkGenerator(SMALL).eval()
+    with torch.no_grad():
+        for to_flow in model.dec.to_flows:
+            to_flow.conv.weight.mul_(0.1)
+    return model
+
+
+def _frames(n: int, size: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_state_dict_matches_manifest(golden_dir) -> None:
+    manifest = json.loads((golden_dir / MANIFEST).read_text())
+    with torch.device("meta"):
+        state = EDTalkGenerator().state_dict()
+    assert len(state) == len(manifest) == 298
+    assert {k: list(v.shape) for k, v in state.items()} == {k: v["shape"] for k, v in manifest.items()}
+
+
+@torch.no_grad()
+def test_golden_codes_and_image(golden_model, golden) -> None:
+    codes = golden_model.encode(golden["frames"])
+    for name in ("exp", "pose", "lip"):
+        _assert_close(getattr(codes, name), golden[f"codes/{name}"])
+    image = golden_model.render(golden["render/source"], golden["codes/lip"], golden["codes/pose"], golden["render/exp"])
+    _assert_close(image, golden["render/image"])
+
+
+@torch.no_grad()
+def test_flops_per_frame(golden_model, golden) -> None:
+    source = golden_model.encode_source(golden["render/source"][:1])
+    with FlopCounterMode(display=False) as encoder:
+        codes = golden_model.encode(golden["frames"][:1])
+    with FlopCounterMode(display=False) as decoder:
+        golden_model.render(source, codes.lip, codes.pose, codes.exp)
+    enc, dec = encoder.get_total_flops(), decoder.get_total_flops()
+    assert enc + dec <= 85e9
+    assert enc == pytest.approx(31.2e9, rel=0.02)
+    # reference decoder 71.8 GFLOP, of which each EEM conv costs 20.8: the dead conv1 is skipped, conv2 moved to the source
+    assert dec == pytest.approx(30.1e9, rel=0.02)
+
+
+@torch.no_grad()
+def test_qr_once_per_weights(monkeypatch) -> None:
+    calls = []
+    qr = torch.linalg.qr
+    monkeypatch.setattr(torch.linalg, "qr", lambda *a, **k: calls.append(1) or qr(*a, **k))
+    torch.manual_seed(2)
+    model = EDTalkGenerator(GeneratorConfig(size=32)).eval()
+    source = model.encode_source(_frames(1, 32))
+    codes = model.encode(_frames(2, 32))
+    first = model.render(source, codes.lip, codes.pose, codes.exp)
+    assert torch.equal(model.render(source, codes.lip, codes.pose, codes.exp), first)
+    assert len(calls) == 1
+
+    state = model.state_dict()
+    model.load_state_dict(state | {"direction_exp.weight": torch.randn_like(state["direction_exp.weight"])})
+    changed = model.render(source, codes.lip, codes.pose, codes.exp)
+    assert len(calls) == 2
+    assert not torch.allclose(changed, first)
+
+
+@torch.no_grad()
+def test_cached_source_broadcasts(small_model) -> None:
+    frame = _frames(1, SMALL.size, seed=3)
+    codes = small_model.encode(_frames(2, SMALL.size, seed=4))
+    source = small_model.encode_source(frame)
+    batched = small_model.render(source, codes.lip, codes.pose, codes.exp)
+    _assert_close(batched, small_model.render(frame.repeat(2, 1, 1, 1), codes.lip, codes.pose, codes.exp))
+    for i in range(2):
+        _assert_close(batched[i : i + 1], small_model.render(source, codes.lip[i : i + 1], codes.pose[i : i + 1], codes.exp[i : i + 1]))
+    bare = AppearanceSource(wa=source.wa, feats=source.feats)  # built by hand: the EEM part is computed on use
+    _assert_close(small_model.render(bare, codes.lip, codes.pose, codes.exp), batched)
+    with pytest.raises(ValueError, match="source batch"):
+        small_model.render(_frames(3, SMALL.size), codes.lip, codes.pose, codes.exp)
+
+
+@torch.no_grad()
+def test_small_config_shapes(small_model) -> None:
+    frames = _frames(2, SMALL.size)
+    codes = small_model.encode(frames)
+    assert isinstance(codes, Codes)
+    assert (codes.exp.shape, codes.pose.shape, codes.lip.shape) == ((2, 10), (2, 6), (2, 20))
+    source = small_model.encode_source(frames)
+    assert source.wa.shape == (2, 512)
+    assert [tuple(f.shape[1:]) for f in source.feats] == [(512, 8, 8), (512, 16, 16), (512, 32, 32), (256, 64, 64)]
+    image = small_model.render(source, codes.lip, codes.pose, codes.exp)
+    assert image.shape == (2, 3, 64, 64) and torch.isfinite(image).all()
+
+
+@torch.no_grad()
+def test_cpu_autocast(small_model) -> None:
+    frames = _frames(2, SMALL.size)
+    reference = small_model.encode(frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        codes = small_model.encode(frames)
+        image = small_model.render(frames[:1], codes.lip, codes.pose, codes.exp)
+    assert codes.exp.dtype == image.dtype == torch.float32
+    assert torch.allclose(codes.exp, reference.exp, atol=0.05 * reference.exp.abs().max().item())
+    assert image.shape == (2, 3, 64, 64) and torch.isfinite(image).all()
+
+
+def test_config_rejects_bad_size() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        GeneratorConfig(size=96)
