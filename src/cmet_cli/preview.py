@@ -1,19 +1,25 @@
 """``cmet preview``: a contact sheet of a few evenly spaced frames, original above and edited below.
 
-Only those frames are decoded and processed, so it answers in seconds where a full edit takes minutes.
-The connector rolls over the sampled frames as if they were consecutive: a preview of the emotion,
-not of its timing.
+Only those frames are converted and processed (ffmpeg's ``select`` filter drops the others right after
+decoding, and decoding stops after the last one), so it answers in seconds where a full edit takes
+minutes. The connector rolls over the sampled frames as if they were consecutive: a preview of the
+emotion, not of its timing.
 """
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from . import faces, media
+from . import faces, media, presets
 from .errors import NoFaceError, UsageError
 from .pipeline import CmetEditor, EditOptions, Editor
+
+log = logging.getLogger("cmet")
 
 THUMB = 256
 
@@ -22,6 +28,27 @@ def sample_indices(frame_count: int, n: int) -> list[int]:
     """``n`` evenly spaced frame indices, centred in equal segments of the clip."""
     n = max(1, min(n, frame_count))
     return sorted({int((k + 0.5) * frame_count / n) for k in range(n)})
+
+
+def read_selected(info: media.VideoInfo, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """The frames at ``indices`` (decode order), converted exactly as ``media.read_frames`` does, and only those.
+
+    Falls back to ``media.read_frames_at`` if ffmpeg does not hand back exactly those frames.
+    """
+    wanted = sorted(set(int(i) for i in indices))
+    if not wanted:
+        return {}
+    frame_bytes = info.width * info.height * 3
+    select = "+".join(f"eq(n,{i})" for i in wanted)
+    cmd = [media.ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(info.path), "-map", "0:v:0",
+           "-vf", f"select='{select}'", "-fps_mode", "passthrough", "-frames:v", str(len(wanted)),
+           *getattr(media, "SWS", ()), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    data = proc.stdout
+    if proc.returncode != 0 or len(data) != frame_bytes * len(wanted):
+        return media.read_frames_at(info, wanted)
+    frames = np.frombuffer(data, np.uint8).reshape(len(wanted), info.height, info.width, 3)
+    return {i: frames[k].copy() for k, i in enumerate(wanted)}
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -40,10 +67,14 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
         raise UsageError(f"{output}: the contact sheet is an image: use .png or .jpg")
     if output.exists() and not options.overwrite:
         raise UsageError(f"{output} exists: pass --overwrite to replace it")
+    if n_frames < 1:
+        raise UsageError("--frames must be at least 1")
     info = media.probe(input)
     editor = editor or Editor(options)
     editor.load()
-    picks = media.read_frames_at(info, sample_indices(info.frame_count, n_frames))
+    for warning in presets.weak_warnings(editor.keyframes):
+        log.warning(warning)
+    picks = read_selected(info, sample_indices(info.frame_count, n_frames))
     order = sorted(picks)
     detector = editor.detector()
     boxes: dict[int, faces.CropBox] = {}

@@ -2,9 +2,17 @@
 
 A plan is a list of keyframes (time in seconds, vector). Before the first keyframe the face is left
 unchanged; at each keyframe the vector cross-fades from the previous one over ``blend`` seconds
-(smoothstep), the first one fading in from "unchanged". ``weights`` gives, per frame, the weight of
-"unchanged" (column 0) and of each keyframe's vector: rows sum to 1, so the vector used at a frame
-and how much of its direction is applied are both exact per frame.
+(smoothstep, from TIME to TIME + blend), the first one fading in from "unchanged". A keyframe at
+time 0 applies from the first frame (there is nothing to fade in from). ``weights`` gives, per frame,
+the weight of "unchanged" (column 0) and of each keyframe's vector: rows sum to 1, so the vector used
+at a frame and how much of its direction is applied are both exact per frame.
+
+Frame i is shown at time i / fps. A keyframe's time is matched to the frame grid with a tolerance
+of a microsecond, so ``1.001`` at 30000/1001 fps is exactly frame 30.
+
+A keyframe with a zero vector (``--intensity 0``, or the ``neutral`` preset: mean neutral − mean
+neutral) means "unchanged": it weighs on the strength, not on the vector, so such frames keep their
+original expression codes exactly (the connector does not map a zero vector to a zero direction).
 """
 from __future__ import annotations
 
@@ -40,6 +48,15 @@ class Keyframe:
     time: float  # seconds
     vector: np.ndarray  # (1024,) float32, intensity already applied
     label: str = ""
+    norm: float | None = None  # norm of the direction before intensity (None: unknown)
+
+    @property
+    def active(self) -> bool:
+        """Whether the keyframe changes the face at all (a zero vector leaves it unchanged)."""
+        return bool(np.any(self.vector != 0))
+
+
+TIME_TOLERANCE = 1e-6  # seconds: a keyframe this close to a frame's time starts on that frame
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -49,25 +66,41 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 def weights(keyframes: list[Keyframe], n_frames: int, fps: float, blend: float) -> np.ndarray:
     """(n_frames, 1 + K) weights of [unchanged, keyframe 1..K] per frame (frame i shown at time i/fps)."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, not {fps}")
     t = np.arange(n_frames) / float(fps)
     w = np.zeros((n_frames, 1 + len(keyframes)))
     w[:, 0] = 1.0
     for k, key in enumerate(sorted(keyframes, key=lambda kf: kf.time), start=1):
-        ramp = _smoothstep((t - key.time) / blend) if blend > 0 else (t >= key.time).astype(float)
+        since = t - key.time
+        since[np.abs(since) < TIME_TOLERANCE] = 0.0
+        if key.time <= TIME_TOLERANCE:
+            ramp = np.ones(n_frames)  # from the first frame: nothing to fade in from
+        elif blend > 0:
+            ramp = _smoothstep(since / blend)
+        else:
+            ramp = (since >= 0).astype(float)
         w[:, k] = ramp
         w[:, :k] *= (1.0 - ramp)[:, None]
     return w
 
 
 def frame_vectors(keyframes: list[Keyframe], w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame (vector, strength): the keyframe mix renormalised, and 1 − weight of "unchanged".
+    """Per-frame (vector, strength): the mix of the active keyframes renormalised, and their total weight.
 
-    Before the first keyframe (strength 0) the vector is the first keyframe's, so that a connector
+    Strength is 1 − the weight of "unchanged" (and of zero-vector keyframes, which mean the same).
+    Where it is 0 the vector is the first active keyframe's (zeros if none), so that a connector
     window straddling the first keyframe sees one consistent emotion.
     """
     ordered = sorted(keyframes, key=lambda kf: kf.time)
+    if not ordered:
+        raise ValueError("an emotion plan needs at least one keyframe")
     stack = np.stack([k.vector for k in ordered]).astype(np.float64)
-    strength = 1.0 - w[:, 0]
-    mix = w[:, 1:] @ stack
-    vectors = np.where(strength[:, None] > 0, mix / np.where(strength > 0, strength, 1.0)[:, None], stack[0])
+    active = np.array([k.active for k in ordered])
+    inactive = (w[:, 1:] * ~active).sum(axis=1)
+    strength = np.clip(1.0 - w[:, 0] - inactive, 0.0, 1.0)
+    strength[strength < 1e-12] = 0.0
+    mix = (w[:, 1:] * active) @ stack
+    rest = stack[int(np.argmax(active))] if active.any() else np.zeros(stack.shape[1])
+    vectors = np.where(strength[:, None] > 0, mix / np.where(strength > 0, strength, 1.0)[:, None], rest)
     return vectors.astype(np.float32), strength.astype(np.float32)

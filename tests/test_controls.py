@@ -1,0 +1,416 @@
+"""Creator controls: presets, intensity, the emotion timeline, previews and the emotion strength report.
+
+Networks run in the small stand-in configuration (64² generator, weights built once per session);
+the clips are fractions of a second with a fixed ``--box``.
+"""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cmet_cli import media, pipeline, presets, timeline
+from cmet_cli.cli import main
+from cmet_cli.errors import UsageError
+from cmet_cli.pipeline import CmetEditor, EditOptions, Models, emotion_plan
+from cmet_cli.speech import PRESETS, load_bank, preset_vector
+
+from clips import composite
+from standin import write_weights
+
+CANVAS, OFFSET = "384x320", (64, 32)
+BOX = (64, 32, 256, 256)
+BOX_ARG = "64,32,256,256"
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def bank_dir(data_dir: Path) -> Path:
+    path = data_dir / "features"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bank(bank_dir: Path) -> dict[str, np.ndarray]:
+    return load_bank(bank_dir)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory, golden_dir) -> Path:
+    return write_weights(tmp_path_factory.mktemp("weights"), size=64)
+
+
+@pytest.fixture(scope="session")
+def models(weights_dir: Path, bank_dir: Path) -> Models:
+    return pipeline.load_models(EditOptions(preset="happy", weights_dir=weights_dir, bank_dir=bank_dir, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory, data_dir) -> Path:
+    """0.4 s (10 frames at 25 fps) of the MEAD sample in a 384×320 frame, face at BOX, with its audio."""
+    return composite(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=0.4, canvas=CANVAS, offset=OFFSET)
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory, data_dir) -> Path:
+    """0.2 s (5 frames: one connector window)."""
+    return composite(tmp_path_factory.mktemp("short") / "short.mp4", seconds=0.2, canvas=CANVAS, offset=OFFSET)
+
+
+@pytest.fixture
+def cached_models(monkeypatch, models: Models, bank_dir: Path, weights_dir: Path):
+    """CLI runs reuse the session's models instead of reading the checkpoints again (same files, same bank)."""
+    def load(options: EditOptions) -> Models:
+        assert Path(options.bank_dir) == bank_dir and Path(options.weights_dir) == weights_dir
+        return models
+
+    monkeypatch.setattr(pipeline, "load_models", load)
+    return models
+
+
+@pytest.fixture
+def calls(monkeypatch, models: Models) -> dict[str, list]:
+    """Record what goes through the networks: encode's codes, render's expression codes, connector inputs."""
+    return _record(monkeypatch, models, synthesise=True)
+
+
+@pytest.fixture
+def codes(monkeypatch, models: Models) -> dict[str, list]:
+    """As ``calls``, but render only records its codes and returns a blank image (what is checked is its input)."""
+    return _record(monkeypatch, models, synthesise=False)
+
+
+def _record(monkeypatch, models: Models, synthesise: bool) -> dict[str, list]:
+    import torch
+
+    gen, conn = models.generator, models.connector
+    seen: dict[str, list] = {"encode": [], "render": [], "directions": []}
+    encode, render, directions = gen.encode, gen.render, conn.directions
+
+    def rec_encode(x):
+        codes = encode(x)
+        seen["encode"].append(codes.exp.detach().float().clone())
+        return codes
+
+    def rec_render(source, lip, pose, exp):
+        seen["render"].append(exp.detach().float().clone())
+        if not synthesise:
+            return torch.zeros(len(exp), 3, models.crop_size, models.crop_size)
+        return render(source, lip, pose, exp)
+
+    def rec_directions(exp, e2v, **kw):
+        seen["directions"].append(e2v.detach().clone())
+        out = directions(exp, e2v, **kw)
+        seen["predicted"] = seen.get("predicted", []) + [out[0].detach().float().clone()]
+        return out
+
+    monkeypatch.setattr(gen, "encode", rec_encode)
+    monkeypatch.setattr(gen, "render", rec_render)
+    monkeypatch.setattr(conn, "directions", rec_directions)
+    return seen
+
+
+def _crops(path: Path, size: int, n: int) -> np.ndarray:
+    from cmet_cli import faces
+
+    info = media.probe(path)
+    box = faces.CropBox.from_row(faces.fixed_track(BOX, 1).boxes[0])
+    return np.stack([faces.crop(f, box, size) for f in media.read_frames(info, 0, n)])
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# ---------------------------------------------------------------- help texts
+
+def test_help_documents_every_control() -> None:
+    edit = " ".join(_cli("edit", "--help").output.split())
+    for text in ("--preset", "cmet emotions", "--bank", "--intensity", "0 to 2", "0 = expression unchanged",
+                 "--at TIME EMOTION", "mm:ss", "before the first TIME the face is unchanged", "--blend", "--compare",
+                 "side by side", "code_change and vector_norm", "semantic vector norm"):
+        assert text in edit, text
+    preview = " ".join(_cli("preview", "--help").output.split())
+    for text in ("--preset", "--emotion-speech", "--intensity", "--frames", "original above and edited below",
+                 "only these are processed", "--bank", "--box"):
+        assert text in preview, text
+    emotions = " ".join(_cli("emotions", "--help").output.split())
+    for text in ("clip counts", "--bank", "--json", "contempt"):
+        assert text in emotions, text
+
+
+# ---------------------------------------------------------------- presets
+
+def test_emotions_lists_the_bank(bank_dir: Path) -> None:
+    result = _cli("emotions", "--bank", bank_dir, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(rows) == list(PRESETS) and len(rows) == 14
+    for name, row in rows.items():
+        assert row["clips"] == len(list((bank_dir / name).glob("*.npy"))) > 0, name
+    assert rows["contempt"]["weak"] and rows["contempt"]["norm"] < presets.WEAK_NORM
+    assert rows["contempt"]["cosine"] > 0.99 and "weak" in rows["contempt"]["note"]
+    assert rows["neutral"]["norm"] is None and not rows["neutral"]["weak"]
+    strong = [r for n, r in rows.items() if n not in ("contempt", "neutral")]
+    assert all(r["norm"] > 5 and not r["weak"] and r["note"] == "" for r in strong)
+
+    table = _cli("emotions", "--bank", bank_dir)
+    assert table.exit_code == 0
+    lines = {line.split()[1]: line for line in table.stdout.splitlines() if line.startswith("│ ") and line.split()[1] in PRESETS}
+    assert set(lines) == set(PRESETS)
+    assert f" {rows['sarcastic']['clips']} " in lines["sarcastic"]
+    assert "weak" in lines["contempt"] and "weak" not in lines["happy"]
+
+
+def test_emotions_without_a_bank(tmp_path: Path) -> None:
+    result = _cli("emotions", "--bank", tmp_path / "nowhere")
+    assert result.exit_code == 1 and "nowhere" in result.stderr
+
+
+def test_preset_vector_is_mean_of_all_clips_minus_neutral(bank_dir: Path, bank) -> None:
+    def mean(name: str) -> np.ndarray:
+        files = sorted((bank_dir / name).glob("*.npy"))
+        return np.mean([np.load(f).astype(np.float64).reshape(-1) for f in files], axis=0)
+
+    for name in ("happy", "contempt", "sarcastic"):
+        np.testing.assert_allclose(preset_vector(bank, name), mean(name) - mean("neutral"), atol=1e-5)
+
+
+# ---------------------------------------------------------------- options and the plan
+
+def test_time_and_duration_parsing() -> None:
+    assert timeline.parse_time("12.5") == 12.5
+    assert timeline.parse_time("1:05") == 65.0
+    assert timeline.parse_time("0:00.2") == pytest.approx(0.2)
+    assert timeline.parse_time("1:02:03.5") == 3723.5
+    for bad in ("", "1:5x", "-1", "1::2", "happy"):
+        with pytest.raises(UsageError):
+            timeline.parse_time(bad)
+    assert timeline.parse_duration("0.5s") == 0.5 and timeline.parse_duration("250ms") == 0.25
+    assert timeline.parse_duration("1") == 1.0
+    with pytest.raises(UsageError):
+        timeline.parse_duration("fast")
+
+
+def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
+    for bad in (dict(preset="happy", intensity=2.5), dict(preset="happy", intensity=-0.1),
+                dict(preset="happy", at=(("0", "sad"),)), dict(at=(("soon", "sad"),)),
+                dict(at=(("0", str(tmp_path / "missing.wav")),)), dict(at=(("0", "happy"),), blend=-1)):
+        with pytest.raises(UsageError):
+            EditOptions(**bad).validate()
+    EditOptions(at=(("0", "happy"), ("0:04", "sad")), intensity=2.0).validate()
+    result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--preset", "happy", "--intensity", "3")
+    assert result.exit_code == 2 and "--intensity must be between 0 and 2" in result.stderr
+    result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--at", "1:xx", "happy")
+    assert result.exit_code == 2 and "mm:ss" in result.stderr
+
+
+class _Speech:
+    """emotion2vec stand-in: every clip embeds to the happy bank's mean (the routing is what is tested)."""
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector
+        self.calls = 0
+
+    def embed(self, wave):
+        import torch
+
+        self.calls += 1
+        return torch.from_numpy(self.vector)
+
+
+def test_plan_of_presets_speech_and_intensity(bank, data_dir: Path) -> None:
+    speech = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
+    stub = Models(None, None, None, None, bank=bank)
+    stub._speech = _Speech(bank["happy"].mean(axis=0))
+    options = EditOptions(at=(("0:01", "contempt"), ("0", "happy"), ("1:30", str(speech))), intensity=0.5).validate()
+    keys = emotion_plan(options, stub)
+    assert [k.time for k in keys] == [1.0, 0.0, 90.0]
+    np.testing.assert_allclose(keys[0].vector, 0.5 * preset_vector(bank, "contempt"), rtol=1e-6)
+    np.testing.assert_allclose(keys[1].vector, 0.5 * preset_vector(bank, "happy"), rtol=1e-6)
+    np.testing.assert_allclose(keys[2].vector, 0.5 * preset_vector(bank, "happy"), atol=1e-4)
+    assert stub._speech.calls == 1  # the speech file went through emotion2vec; preset names did not
+    assert keys[0].norm == pytest.approx(float(np.linalg.norm(preset_vector(bank, "contempt"))))
+    warnings = presets.weak_warnings(keys)
+    assert len(warnings) == 1 and warnings[0].startswith("contempt is a weak emotion")
+
+    zero = emotion_plan(EditOptions(preset="happy", intensity=0.0), stub)
+    assert not zero[0].active and zero[0].norm > 5 and presets.weak_warnings(zero) == []
+    assert "unchanged" in presets.weak_warnings(emotion_plan(EditOptions(preset="neutral"), stub))[0]
+
+
+# ---------------------------------------------------------------- timeline, frame exact
+
+def _keys(bank) -> list[timeline.Keyframe]:
+    return [timeline.Keyframe(1.001, preset_vector(bank, "happy"), "happy"),
+            timeline.Keyframe(2.5, preset_vector(bank, "sad"), "sad")]
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001)])
+def test_timeline_is_frame_exact(bank, fps: Fraction) -> None:
+    """happy from 1.001 s, sad from 2.5 s, 0.5 s blends: the vector and strength of every frame."""
+    keys = _keys(bank)
+    n = int(4 * fps)
+    w = timeline.weights(keys, n, float(fps), 0.5)
+    assert w.shape == (n, 3) and np.allclose(w.sum(axis=1), 1.0)
+    vectors, strength = timeline.frame_vectors(keys, w)
+    t = [Fraction(i) / fps for i in range(n)]  # exact frame times
+    happy, sad = keys[0].vector, keys[1].vector
+    k1, k2 = Fraction(1001, 1000), Fraction(5, 2)
+    before = [i for i in range(n) if t[i] <= k1]
+    assert before and (strength[before] == 0).all()  # unchanged up to the key (the fade starts on it)
+    if fps == Fraction(30000, 1001):
+        assert before[-1] == 30 and strength[31] > 0  # 1.001 s is frame 30 exactly
+    fading = [i for i in range(n) if k1 < t[i] < k1 + Fraction(1, 2)]
+    assert fading and (np.diff(strength[[before[-1], *fading]]) > 0).all() and (strength[fading] < 1).all()
+    assert all(np.allclose(vectors[i], happy, rtol=1e-6) for i in fading)
+    full = [i for i in range(n) if k1 + Fraction(1, 2) <= t[i] <= k2]
+    assert full and all(strength[i] == 1.0 and np.array_equal(vectors[i], happy) for i in full)
+    after = [i for i in range(n) if t[i] >= k2 + Fraction(1, 2)]
+    assert after and all(strength[i] == 1.0 and np.array_equal(vectors[i], sad) for i in after)
+    between = [full[-1], *[i for i in range(n) if k2 < t[i] < k2 + Fraction(1, 2)], after[0]]
+    assert (strength[between] == 1).all()
+    d = (sad - happy).astype(np.float64)
+    share = np.array([(vectors[i] - happy) @ d / (d @ d) for i in between])  # how far from happy to sad
+    assert share[0] == 0 and share[-1] == 1 and (np.diff(share) > 0).all()
+    residual = [vectors[i] - (happy + s * d) for i, s in zip(between, share)]
+    assert max(np.abs(r).max() for r in residual) < 1e-4  # on the straight line between the two vectors
+
+
+def test_key_at_zero_applies_from_the_first_frame_and_zero_vectors_leave_the_face(bank) -> None:
+    happy = preset_vector(bank, "happy")
+    w = timeline.weights([timeline.Keyframe(0.0, happy)], 10, 25.0, 0.5)
+    vectors, strength = timeline.frame_vectors([timeline.Keyframe(0.0, happy)], w)
+    assert (strength == 1).all() and (vectors == happy).all()
+    # intensity 0: nothing is applied anywhere
+    keys = [timeline.Keyframe(0.0, 0 * happy), timeline.Keyframe(0.2, 0 * preset_vector(bank, "sad"))]
+    _, strength = timeline.frame_vectors(keys, timeline.weights(keys, 25, 25.0, 0.1))
+    assert (strength == 0).all()
+    # back to neutral (a zero vector) fades the strength out, not the vector
+    keys = [timeline.Keyframe(0.0, happy), timeline.Keyframe(0.4, np.zeros_like(happy), "neutral")]
+    vectors, strength = timeline.frame_vectors(keys, timeline.weights(keys, 25, 25.0, 0.2))
+    assert (strength[:11] == 1).all() and (np.diff(strength[10:16]) < 0).all() and (strength[15:] == 0).all()
+    np.testing.assert_allclose(vectors[:15], np.broadcast_to(happy, (15, happy.size)), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- the networks: intensity 0 and the timeline
+
+def test_intensity_zero_renders_the_original_codes(models: Models, codes, clip: Path) -> None:
+    calls = codes
+    keys = emotion_plan(EditOptions(preset="happy", intensity=0.0), models)
+    crops = _crops(clip, models.crop_size, 5)
+    editor = CmetEditor(models, keys, 0.5)
+    editor.begin(crops[0], 5, 25.0)
+    editor(crops, np.arange(5))
+    assert len(calls["encode"]) == len(calls["render"]) == 1
+    assert torch_equal(calls["render"][0], calls["encode"][0])
+    assert calls["directions"] == []  # the connector is not even consulted
+    result = pipeline.EditResult("in", "out")
+    editor.report(result)
+    assert result.code_change == 0.0 and result.vector_norm == 0.0
+
+
+def test_timeline_frames_before_the_key_keep_their_codes(models: Models, codes, clip: Path, bank) -> None:
+    # 5 frames at 25 fps: happy from 0.04 s (frame 1) over 0.08 s, so frame 2 is half way and 3, 4 are full
+    calls = codes
+    keys = [timeline.Keyframe(0.04, preset_vector(bank, "happy"), "happy")]
+    crops = _crops(clip, models.crop_size, 5)
+    editor = CmetEditor(models, keys, 0.08)
+    editor.begin(crops[0], 5, 25.0)
+    editor(crops, np.arange(5))
+    assert list(editor.strength) == [0, 0, 0.5, 1, 1]
+    original, rendered = calls["encode"][0], calls["render"][0]
+    assert torch_equal(rendered[:2], original[:2])
+    assert (rendered[2:] - original[2:]).abs().amax(dim=1).min() > 0
+    (e2v,) = calls["directions"]
+    np.testing.assert_allclose(e2v.numpy(), keys[0].vector[None], rtol=1e-6)  # one vector per 5-frame window
+    (predicted,) = calls["predicted"]
+    import torch
+
+    strength = torch.tensor([0, 0, 0.5, 1, 1])[:, None]
+    assert torch.allclose(rendered, original + strength * predicted, atol=1e-6)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+# ---------------------------------------------------------------- end to end: warning, report, compare, preview
+
+def test_contempt_warns_and_reports_with_compare(cached_models, short_clip: Path, tmp_path: Path, bank_dir,
+                                                weights_dir) -> None:
+    clip = short_clip
+    out = tmp_path / "contempt.mp4"
+    result = _cli("edit", clip, "-o", out, "--preset", "contempt", "--compare", "--json", "--box", BOX_ARG,
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["status"] == "done" and row["frames"] == 5
+    assert row["vector_norm"] == pytest.approx(0.9, abs=0.1) and row["code_change"] > 0
+    assert any("contempt is a weak emotion" in w for w in row["warnings"])
+    assert "contempt is a weak emotion" in " ".join(result.stderr.split())
+    src, dst = media.probe(clip), media.probe(out)
+    assert (dst.width, dst.height) == (2 * src.width, src.height) and dst.frame_count == src.frame_count
+    assert media.audio_packets(out) == media.audio_packets(clip) != []
+    # the left half is the original: identical up to the two encodes, far from the edited right half around the face
+    orig, both = next(iter(media.read_frames(src))), next(iter(media.read_frames(dst)))
+    assert np.abs(both[:, :src.width].astype(int) - orig).mean() < 3
+
+
+def test_happy_is_much_stronger_and_verbose_prints_a_line(cached_models, short_clip: Path, tmp_path: Path,
+                                                          bank_dir, bank, weights_dir) -> None:
+    out = tmp_path / "happy.mp4"
+    result = _cli("edit", short_clip, "-o", out, "--preset", "happy", "--json", "-v", "--box", BOX_ARG,
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines()]
+    contempt = float(np.linalg.norm(preset_vector(bank, "contempt")))
+    assert row["vector_norm"] == pytest.approx(float(np.linalg.norm(preset_vector(bank, "happy"))), rel=1e-5)
+    assert row["vector_norm"] > 10 * contempt
+    assert row["warnings"] == [] and row["code_change"] > 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith(str(out))]
+    assert len(lines) == 1 and "expression change" in lines[0] and f"{row['vector_norm']:.2f}" in lines[0]
+
+
+def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypatch, clip: Path, tmp_path: Path,
+                                                 bank_dir, weights_dir) -> None:
+    def no_full_decode(*a, **k):
+        raise AssertionError("the preview must not decode every frame into memory")
+
+    monkeypatch.setattr(media, "read_frames_at", no_full_decode)
+    sheet = tmp_path / "sheet.png"
+    result = _cli("preview", clip, "--preset", "happy", "--frames", "3", "-o", sheet, "--box", BOX_ARG,
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    image = cv2.imread(str(sheet))
+    thumb_w = round(384 * 256 / 320)
+    assert image.shape == (2 * 256, 3 * thumb_w, 3)
+    assert sum(len(c) for c in calls["encode"]) == 3 and sum(len(c) for c in calls["render"]) == 3
+    # top row: the original frames 1, 5, 8 of 10; bottom row: edited, so it differs from the top
+    top, bottom = image[:256].astype(int), image[256:].astype(int)
+    assert np.abs(top - bottom).mean() > 0.5
+    again = _cli("preview", clip, "--preset", "happy", "-o", sheet, "--box", BOX_ARG, "--bank", bank_dir,
+                 "--weights-dir", weights_dir)
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+
+
+def test_preview_frames_match_the_decoder(short_clip: Path) -> None:
+    from cmet_cli.preview import read_selected, sample_indices
+
+    info = media.probe(short_clip)
+    picks = sample_indices(info.frame_count, 3)
+    assert picks == [0, 2, 4]
+    selected = read_selected(info, picks)
+    everything = list(media.read_frames(info))
+    assert sorted(selected) == picks and all(np.array_equal(selected[i], everything[i]) for i in picks)
