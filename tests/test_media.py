@@ -67,7 +67,8 @@ def test_passthrough_generated(tmp_path, kind):
     if kind == "ntsc":
         synthetic(src, rate="30000/1001", seconds=1.0)
     elif kind == "odd":
-        synthetic(src, size="321x241", seconds=0.6, pix_fmt="yuv444p")
+        synthetic(src, size="320x240", seconds=0.6, pix_fmt="yuv444p", extra=("-vf", "scale=161:121"))
+        assert (media.probe(src).width, media.probe(src).height) == (161, 121)
     elif kind == "rotated":
         plain = synthetic(tmp_path / "plain.mp4", size="320x240", seconds=0.6)
         ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(src)) if _has_display_rotation() else \

@@ -1,13 +1,16 @@
 """Many inputs in one run: which files, where their outputs go, resume, per-file status and the report.
 
 Models load once per run. One failing input never stops the others; outputs are written atomically
-(``pipeline.run_edit``), so an output under its final name is complete, and a re-run skips it.
+(``pipeline.run_edit``: a hidden temporary file renamed into place), so a file under its final name is
+complete, and a re-run skips it once it has checked that it holds every frame of its input.
+Errors and warnings are one plain line each on stderr (``error: INPUT: message``), easy to grep in logs.
 """
 from __future__ import annotations
 
+import copy
 import json
-import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -16,15 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import media
+from . import media, pipeline
 from .errors import CmetError, MediaError, UsageError
 from .pipeline import EditOptions, EditResult, Editor
-
-log = logging.getLogger("cmet")
 
 OUTPUT_SUFFIX = ".mp4"
 SKIP_SUFFIXES = {".txt", ".json", ".md", ".csv", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac",
                  ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".npy", ".part"}
+STATUSES = ("done", "skipped", "failed")
+REPORT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -33,49 +36,147 @@ class Job:
     output: Path
 
 
-def _videos_in(folder: Path, recursive: bool) -> list[Path]:
-    """Files in a folder that probe as videos (by content, not by extension alone), sorted."""
+# ---------------------------------------------------------------- planning
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and folder.resolve() in path.resolve().parents
+
+
+def _videos_in(folder: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
+    """Files in a folder that probe as videos (by content, not by extension alone), sorted.
+
+    Hidden files (our own temporary ``.NAME.cmet-*.part`` among them) and anything under ``exclude``
+    (the output folder, when it sits inside the input folder) are left out.
+    """
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     found = []
     for path in sorted(pattern):
         if not path.is_file() or path.name.startswith(".") or path.suffix.lower() in SKIP_SUFFIXES:
+            continue
+        if _inside(path, exclude) or any(part.startswith(".") for part in path.relative_to(folder).parts[:-1]):
             continue
         if media.is_video(path):
             found.append(path)
     return found
 
 
+def _where(path: Path) -> Path:
+    """The directory entry a path names (a final symbolic link is not followed: a rename replaces the link)."""
+    return path.parent.resolve() / path.name
+
+
+def _check_jobs(jobs: Sequence[Job]) -> None:
+    """Refuse outputs that collide with each other, replace an input, or have a type we cannot write."""
+    inputs = {j.input.resolve(): j.input for j in jobs} | {_where(j.input): j.input for j in jobs}
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        try:
+            media.output_format(job.output)
+        except MediaError as exc:
+            raise UsageError(str(exc)) from None
+        target = _where(job.output)
+        if target in inputs:
+            raise UsageError(f"{job.output}: the output would overwrite the input {inputs[target]}; choose another -o")
+        if target in seen:
+            raise UsageError(f"{seen[target]} and {job.input} would both be written to {job.output}")
+        seen[target] = job.input
+
+
 def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> list[Job]:
-    """Pair every input video with its output path; a folder keeps its relative layout under ``output``."""
+    """Pair every input video with its output path; a folder keeps its relative layout under ``output``.
+
+    One input file and an ``output`` with a suffix (not an existing folder): that file. Otherwise
+    ``output`` is a folder; an input that does not exist stays in the plan and fails on its own.
+    """
     inputs = [Path(p) for p in inputs]
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     if single_file and not (output.is_dir() or output.suffix == ""):
-        return [Job(inputs[0], output)]
+        jobs = [Job(inputs[0], output)]
+        _check_jobs(jobs)
+        return jobs
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file: with several inputs or a folder, -o must be a folder")
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():
-            videos = _videos_in(item, recursive)
+            videos = _videos_in(item, recursive, exclude=output)
             if not videos:
-                raise UsageError(f"{item}: no videos found" + ("" if recursive else " (use --recursive for sub-folders)"))
+                raise UsageError(f"{item}: no videos found" + ("" if recursive else " (--recursive looks in sub-folders)"))
             jobs += [Job(v, (output / v.relative_to(item)).with_suffix(OUTPUT_SUFFIX)) for v in videos]
         else:
             jobs.append(Job(item, output / (item.stem + OUTPUT_SUFFIX)))
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        if job.output in seen:
-            raise UsageError(f"{seen[job.output]} and {job.input} would both be written to {job.output}")
-        seen[job.output] = job.input
+    _check_jobs(jobs)
     return jobs
 
 
-def is_complete(path: Path) -> bool:
-    """An output under its final name is complete (written atomically) if it probes as a video."""
+# ---------------------------------------------------------------- checks before loading models
+
+def complete_frames(job: Job) -> int | None:
+    """The frame count of ``job.output`` if it is a finished edit of ``job.input`` (a video holding every
+    one of its frames), else None.
+
+    Outputs only appear under their final name once complete, so this guards against files from
+    elsewhere (a copy cut short, an unrelated file of the same name), not against our own runs.
+    """
     try:
-        return media.probe(path).frame_count > 0
+        done = media.probe(job.output).frame_count
+        wanted = media.probe(job.input).frame_count
     except CmetError:
-        return False
+        return None
+    return done if done == wanted > 0 else None
+
+
+def is_complete(job: Job) -> bool:
+    return complete_frames(job) is not None
+
+
+def _bank_names(options: EditOptions) -> set[str] | None:
+    """The preset names of the bank this run would use, or None when the bank cannot be found yet."""
+    from . import weights
+
+    if options.bank_dir:
+        folder = Path(options.bank_dir)
+    elif options.weights_dir and (Path(options.weights_dir) / "bank").is_dir():
+        folder = Path(options.weights_dir) / "bank"
+    else:
+        try:
+            folder = weights.installed_path(weights.load_lock()["bank"])
+        except CmetError:
+            return None
+    if not folder.is_dir():
+        return None
+    return {p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.npy"))}
+
+
+def check_presets(options: EditOptions) -> None:
+    """An unknown preset name is a usage error, found before any model loads."""
+    from .speech import PRESETS
+
+    names = [options.preset] if options.preset else []
+    names += [emotion for _, emotion in options.at if not pipeline._is_file(emotion)]
+    if not names:
+        return
+    known = _bank_names(options) or set(PRESETS)
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(known))} (see `cmet emotions`)")
+
+
+def check_speech(options: EditOptions) -> None:
+    """Decode every speech clip of the run (cheap) so that a bad one fails before the models load."""
+    from .speech import load_speech
+
+    clips = [*options.emotion_speech, *options.neutral_speech]
+    clips += [Path(emotion) for _, emotion in options.at if pipeline._is_file(emotion)]
+    for clip in clips:
+        load_speech(clip)
+
+
+# ---------------------------------------------------------------- messages and progress
+
+def _say(kind: str, text: str) -> None:
+    """One plain line on stderr (never wrapped: scripts grep their logs)."""
+    print(f"{kind}: {text}", file=sys.stderr, flush=True)
 
 
 class StageProgress:
@@ -118,89 +219,165 @@ class StageProgress:
         self.progress.stop()
 
 
-def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0) -> EditResult:
+# ---------------------------------------------------------------- one file
+
+def _message(exc: BaseException, job: Job) -> str:
+    """A one-line message; our hidden temporary file is named by the output it stands for."""
+    if isinstance(exc, CmetError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = f"{exc.filename or job.output}: {exc.strerror or exc}"
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc}"
+    text = text.replace(str(pipeline.temp_output(job.output)), str(job.output))
+    return " ".join(text.split())
+
+
+def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet: bool = False) -> EditResult:
     """Edit one file; every failure becomes a ``failed`` result with a one-line message."""
     result = EditResult(str(job.input), str(job.output))
     started = time.perf_counter()
     try:
         if job.output.exists() and not overwrite:
-            if job.output.resolve() == job.input.resolve():
-                raise UsageError(f"{job.output}: the output would overwrite the input")
-            if is_complete(job.output):
-                result.status = "skipped"
-                return result
-            raise MediaError(f"{job.output} exists but is not a complete video: remove it or pass --overwrite")
-        result = editor.edit(job.input, job.output)
-    except CmetError as exc:
-        result.status, result.error = "failed", str(exc)
-    except OSError as exc:
-        where = exc.filename or job.output
-        result.status, result.error = "failed", f"{where}: {exc.strerror or exc}"
+            frames = complete_frames(job)
+            if frames is None:
+                raise MediaError(f"{job.output} exists but is not a complete edit of {job.input}: "
+                                 "remove it or pass --overwrite")
+            result.status, result.frames = "skipped", frames
+        else:
+            result = editor.edit(job.input, job.output)
     except Exception as exc:  # noqa: BLE001 - one input must never stop the others
-        result.status, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
-        if verbose:
+        result.status, result.error = "failed", _message(exc, job)
+        if verbose and not isinstance(exc, CmetError):
             traceback.print_exc()
     result.seconds = result.seconds or (time.perf_counter() - started)
     if result.status == "failed":
-        log.error("%s: %s", job.input, result.error)
-    for warning in result.warnings:
-        log.warning("%s: %s", job.input, warning)
+        _say("error", f"{job.input}: {result.error}")
+    if not quiet:
+        for warning in result.warnings:
+            _say("warning", f"{job.input}: {warning}")
     return result
 
 
+# ---------------------------------------------------------------- the run
+
+def _needs_models(job: Job, overwrite: bool) -> bool:
+    return job.input.exists() and (overwrite or not job.output.exists())
+
+
+class _PerThread:
+    """An editor per worker thread: the models and emotion plan are shared, the face detector is not
+    (OpenCV's cascade classifier must not be used from two threads at once)."""
+
+    def __init__(self, editor: Editor) -> None:
+        self.editor = editor
+        self.local = threading.local()
+
+    def get(self) -> Editor:
+        if not hasattr(self.local, "editor"):
+            clone = copy.copy(self.editor)
+            clone._detector = None
+            self.local.editor = clone
+        return self.local.editor
+
+
+def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], editors: _PerThread,
+                 workers: int) -> list[EditResult]:
+    """``workers`` files at once on the CPU; on an interrupt every unfinished file is abandoned and cleaned up."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmet-edit")
+    try:
+        futures = [pool.submit(lambda j=job: one(j, editors.get())) for job in jobs]
+        return [f.result() for f in futures]
+    except BaseException:
+        pipeline.CANCEL.set()  # running edits stop at their next chunk and remove their temporary files
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        torch.set_num_threads(threads)
+
+
 def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, quiet: bool = False, verbose: int = 0,
-        on_result: Callable[[EditResult], None] | None = None, editor: Editor | None = None) -> list[EditResult]:
-    """Edit every job (models loaded once); ``jobs_at_once`` files in parallel on the CPU."""
+        on_result: Callable[[EditResult], None] | None = None, editor: Editor | None = None,
+        show_progress: bool | None = None) -> list[EditResult]:
+    """Edit every job (models loaded once, only when some input needs them); results in job order.
+
+    ``jobs_at_once`` files in parallel on the CPU; on a GPU files run one after another. A model or
+    speech clip that cannot be loaded fails every input that needed it, with the same message;
+    a ``UsageError`` (e.g. an unavailable ``--device``) is raised.
+    """
     from rich.console import Console
 
-    console = Console(stderr=True, quiet=quiet)
+    pipeline.CANCEL.clear()
+    show = (not quiet) if show_progress is None else show_progress
+    console = Console(stderr=True, quiet=not show)
     with StageProgress(console, len(jobs)) as progress:
-        editor = editor or Editor(options, progress=None if quiet else progress)
-        pending = [j for j in jobs if options.overwrite or not j.output.exists()]
-        if pending:
+        editor = editor or Editor(options, progress=progress if show else None)
+        load_error: str | None = None
+        if any(_needs_models(j, options.overwrite) for j in jobs):
             try:
+                check_speech(options)
                 editor.load()
-            except CmetError as exc:  # models missing: every input fails with the same clear message
-                results = [EditResult(str(j.input), str(j.output), status="failed", error=str(exc)) for j in jobs]
-                for r in results:
-                    log.error("%s: %s", r.input, r.error)
-                    on_result and on_result(r)
-                return results
+            except UsageError:
+                raise
+            except CmetError as exc:  # models missing, a bad speech clip: every input that needs them fails
+                load_error = " ".join(str(exc).split())
 
-        def one(job: Job) -> EditResult:
-            result = edit_one(editor, job, options.overwrite, verbose)
+        def one(job: Job, worker: Editor) -> EditResult:
+            if load_error and _needs_models(job, options.overwrite):
+                result = EditResult(str(job.input), str(job.output), status="failed", error=load_error)
+                _say("error", f"{job.input}: {load_error}")
+            else:
+                result = edit_one(worker, job, options.overwrite, verbose, quiet)
             progress.file_done()
             if on_result:
                 on_result(result)
             return result
 
-        if jobs_at_once <= 1 or (editor.models is not None and editor.models.device.type != "cpu"):
-            return [one(j) for j in jobs]
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs_at_once))
-        with ThreadPoolExecutor(max_workers=jobs_at_once) as pool:
-            return list(pool.map(one, jobs))
+        on_gpu = editor.models is not None and getattr(editor.models.device, "type", "cpu") != "cpu"
+        if jobs_at_once <= 1 or len(jobs) <= 1 or on_gpu or load_error:
+            return [one(j, editor) for j in jobs]
+        return _in_parallel(one, jobs, _PerThread(editor), min(jobs_at_once, len(jobs)))
 
 
-def write_report(path: Path, results: Iterable[EditResult]) -> None:
-    """The machine-readable report, written atomically."""
-    rows = [{k: v for k, v in r.as_dict().items()} for r in results]
-    data = {"version": 1, "results": rows,
-            "summary": {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed")}}
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+# ---------------------------------------------------------------- report and summary
+
+def report_data(results: Iterable[EditResult], interrupted: bool = False) -> dict:
+    rows = [r.as_dict() for r in results]
+    return {"version": REPORT_VERSION, "interrupted": interrupted, "results": rows,
+            "summary": {s: sum(r["status"] == s for r in rows) for s in STATUSES}}
+
+
+def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = False) -> None:
+    """The machine-readable report, written atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise MediaError(f"cannot write the report {path}: {path.parent} is not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(report_data(results, interrupted), indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        raise MediaError(f"cannot write the report {path}: {exc.strerror or exc}") from None
 
 
 def summary(results: Sequence[EditResult], console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="cmet edit")
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
+    table = Table(title="cmet edit", caption=", ".join(f"{n} {s}" for s, n in counts.items()))
     for col in ("input", "status", "frames", "seconds", "output / error"):
         table.add_column(col)
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
-    for r in results:
-        table.add_row(r.input, f"[{style[r.status]}]{r.status}[/]", str(r.frames or "-"), f"{r.seconds:.1f}",
-                      r.error if r.status == "failed" else r.output)
+    for r in results:  # Text, not markup: file names may hold brackets
+        table.add_row(Text(r.input), Text(r.status, style=style[r.status]), str(r.frames or "-"), f"{r.seconds:.1f}",
+                      Text(r.error or "" if r.status == "failed" else r.output))
     console.print(table)

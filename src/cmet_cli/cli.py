@@ -83,13 +83,16 @@ def _parse_box(ctx, param, value):
               help="Output file (one input) or folder (several inputs or a folder).")
 @click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
               help="Clip of emotional speech (WAV, FLAC, MP3, ...); repeat to average several.")
-@click.option("--preset", help="Preset emotion (see `cmet emotions`), e.g. happy, sarcastic.")
+@click.option("--preset", help="Preset emotion, one of the 14 of the bank (see `cmet emotions`), e.g. happy, sarcastic.")
 @click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
               help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank.")
 @click.option("--at", "at", nargs=2, multiple=True, metavar="TIME EMOTION",
-              help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). Repeatable.")
-@click.option("--blend", default="0.5s", show_default=True, help="Cross-fade between timeline emotions.")
-@click.option("--intensity", type=float, default=1.0, show_default=True, help="Scale of the emotion, 0 to 2 (0 = unchanged).")
+              help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). "
+                   "Repeatable; before the first TIME the face is unchanged.")
+@click.option("--blend", default="0.5s", show_default=True,
+              help="Cross-fade between timeline emotions, starting at each TIME (e.g. 1s, 250ms).")
+@click.option("--intensity", type=float, default=1.0, show_default=True,
+              help="Scale of the emotion's semantic vector, 0 to 2 (0 = expression unchanged, exactly).")
 @click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--precision", default="auto", show_default=True, help="auto (bf16 on CUDA), fp32, bf16 or fp16.")
@@ -103,26 +106,35 @@ def _parse_box(ctx, param, value):
 @click.option("--face", type=int, help="Which face to edit when several are found (1 = largest).")
 @click.option("--crf", type=int, default=18, show_default=True, help="H.264 quality (lower = better, bigger).")
 @click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original.")
-@click.option("--compare", is_flag=True, help="Write the original and the edit side by side.")
+@click.option("--compare", is_flag=True, help="Write the original and the edit side by side (same audio).")
 @click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip complete ones).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files edited at once (CPU).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Edit on this machine, or on a Ray cluster (pip install 'cmet-cli[ray]'; paths shared by all nodes).")
+@click.option("--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS, else a local instance).")
+@click.option("--workers", type=int, help="Ray workers, each loading the models once (default: one per GPU, else one per 4 CPUs).")
+@click.option("--gpus-per-worker", type=float, help="GPUs per Ray worker, e.g. 1 or 0.5 (default: 1 if the cluster has GPUs, else 0).")
+@click.option("--max-retries", type=int, help="Retries of a file whose Ray worker died (default: 2).")
 @click.option("--report", type=click.Path(path_type=Path), help="Write a JSON report of every input here.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per input on stdout (with code_change and vector_norm: the emotion's strength).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
-@click.option("-v", "--verbose", count=True, help="More detail (-vv: debug, tracebacks).")
+@click.option("-v", "--verbose", count=True,
+              help="More detail: a line per output with its expression change and semantic vector norm (-vv: debug, tracebacks).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
          batch_size, compile_, weights_dir, detector, box, face, crf, colour_match, compare, recursive, overwrite,
-         jobs, report, as_json, quiet, verbose):
+         jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
     """Edit the facial emotion of INPUTS (videos or folders of videos).
 
     \b
       cmet edit talk.mp4 -o talk-sad.mp4 --preset sad
       cmet edit talk.mp4 -o out.mp4 --emotion-speech a.wav --emotion-speech b.wav --intensity 0.7
       cmet edit talk.mp4 -o out.mp4 --at 0 happy --at 0:04 sad --blend 1s
+      cmet edit talk.mp4 -o side-by-side.mp4 --preset happy --intensity 1.5 --compare -v
       cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
     """
-    from . import batch
+    from . import batch, distributed
     from .errors import CmetError, UsageError
     from .pipeline import EditOptions
     from .timeline import parse_duration
@@ -136,19 +148,49 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
             crf=crf, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
         ).validate()
-        jobs_list = batch.plan(inputs, output, recursive=recursive)
         if jobs < 1:
             raise UsageError("--jobs must be at least 1")
+        ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
+        batch.check_presets(options)
+        jobs_list = batch.plan(inputs, output, recursive=recursive)
     except CmetError as exc:
         _fail(str(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
+    except OSError as exc:
+        _fail(f"{exc.filename or output}: {exc.strerror or exc}")
+    finished = []
+
+    def on_result(result) -> None:
+        from .presets import strength_line
+
+        finished.append(result)
+        if as_json:
+            click.echo(json.dumps(result.as_dict()))
+        if verbose and result.status == "done":
+            click.echo(strength_line(result), err=True)
+
     try:
-        results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet or as_json, verbose=verbose,
-                            on_result=(lambda r: click.echo(json.dumps(r.as_dict()))) if as_json else None)
+        if ray_config is not None:
+            results = distributed.run(jobs_list, options, ray_config, quiet=quiet, verbose=verbose,
+                                      show_progress=not (quiet or as_json), on_result=on_result)
+        else:
+            results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet, verbose=verbose,
+                                show_progress=not (quiet or as_json), on_result=on_result)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        if report:  # what finished before the interrupt, for scripts that resume
+            try:
+                batch.write_report(report, finished, interrupted=True)
+            except CmetError:
+                pass
         click.echo("interrupted: unfinished outputs were removed", err=True)
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        sys.exit(code)
     if report:
-        batch.write_report(report, results)
+        try:
+            batch.write_report(report, results)
+        except CmetError as exc:
+            _fail(str(exc))
     if not as_json and not quiet:
         batch.summary(results, _console())
     sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
@@ -249,50 +291,84 @@ def _doctor() -> None:
 # ---------------------------------------------------------------- emotions and previews
 
 @main.command()
-@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
-def emotions(bank_dir):
-    """List the preset emotions with their clip counts and strength."""
-    from rich.table import Table
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path),
+              help="Preset bank folder (DIR/<emotion>/*.npy); default: the one `cmet download-weights` installs.")
+@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
+              help="Folder of checkpoints; its bank/ sub-folder is used when present (env CMET_WEIGHTS_DIR).")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON on stdout.")
+def emotions(bank_dir, weights_dir, as_json):
+    """List the preset emotions for --preset and --at, with their clip counts and strength.
 
+    \b
+    A preset is the mean embedding of all its clips minus the mean of the neutral bank;
+    "direction norm" is that difference's length. Weak presets (norm below 2, e.g. contempt)
+    barely change a face.
+    """
     from . import presets
     from .errors import CmetError
 
     try:
-        rows = presets.describe(bank_dir)
+        rows = presets.describe(bank_dir, weights_dir)
     except CmetError as exc:
         _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="preset emotions")
     for col in ("emotion", "clips", "direction norm", "note"):
         table.add_column(col)
     for row in rows:
-        table.add_row(row.name, str(row.clips), "-" if row.norm is None else f"{row.norm:.1f}", row.note)
-    _console().print(table)
+        style = "yellow" if row.weak else None
+        table.add_row(row.name, str(row.clips), "-" if row.norm is None else f"{row.norm:.1f}", row.note, style=style)
+    Console(soft_wrap=False).print(table)
 
 
-@main.command()
+@main.command(epilog="Exit codes: 0 sheet written, 1 failed (no face, missing weights, ...), 2 usage error.")
 @click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet (PNG).")
-@click.option("--preset")
-@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path))
-@click.option("--intensity", type=float, default=1.0, show_default=True)
-@click.option("--frames", "n_frames", type=int, default=6, show_default=True, help="Evenly spaced frames to show.")
-@click.option("--bank", "bank_dir", type=click.Path(path_type=Path))
-@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]))
-@click.option("--box", callback=_parse_box)
-@click.option("--overwrite", is_flag=True)
-def preview(input, output, preset, emotion_speech, intensity, n_frames, bank_dir, weights_dir, device, detector, box, overwrite):
-    """Contact sheet of a few frames, original above and edited below: choose an emotion before a long render."""
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet image (.png or .jpg).")
+@click.option("--preset", help="Preset emotion (see `cmet emotions`), e.g. happy.")
+@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
+              help="Clip of emotional speech; repeat to average several.")
+@click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
+              help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank.")
+@click.option("--intensity", type=float, default=1.0, show_default=True,
+              help="Scale of the emotion's semantic vector, 0 to 2 (0 = unchanged).")
+@click.option("--frames", "n_frames", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="Evenly spaced frames to show (only these are processed).")
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
+@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
+              help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
+              help="Face detector: face-alignment (fan) or OpenCV's cascade (no download).")
+@click.option("--box", callback=_parse_box, help="Face box X,Y,W,H: skip detection.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings.")
+def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_frames, bank_dir, weights_dir, device,
+            detector, box, overwrite, quiet):
+    """Contact sheet of N evenly spaced frames, original above and edited below.
+
+    Only those frames go through the networks, so it takes seconds where a full edit takes
+    minutes: choose an emotion (and intensity) before a long render.
+
+    \b
+      cmet preview talk.mp4 --preset sarcastic -o sheet.png
+      cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
+    """
     from .errors import CmetError, UsageError
     from .pipeline import EditOptions
     from .preview import contact_sheet
 
-    _setup_logging(0, False)
+    _setup_logging(0, quiet)
     try:
-        options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), intensity=intensity,
-                              bank_dir=bank_dir, weights_dir=weights_dir, device=device, detector=detector, box=box,
-                              overwrite=overwrite).validate()
+        if not preset and not emotion_speech:
+            raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")
+        options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech),
+                              intensity=intensity, bank_dir=bank_dir, weights_dir=weights_dir, device=device,
+                              detector=detector, box=box, overwrite=overwrite).validate()
         path = contact_sheet(input, output, options, n_frames)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)

@@ -109,6 +109,12 @@ class _StderrTail:
         return self.lines[-1] if self.lines else "no message from ffmpeg"
 
 
+def _arg(path: str | Path) -> str:
+    """A file path as an ffmpeg/ffprobe argument: absolute, so that a name starting with ``-`` is not read
+    as an option, nor one holding ``:`` as a protocol (``a:b.mp4``)."""
+    return str(Path(path).absolute())
+
+
 def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess:
     return subprocess.run(list(cmd), stdin=subprocess.DEVNULL, capture_output=True)
 
@@ -135,7 +141,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: no such file")
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not a video")
-    cmd = [ffprobe_binary(), "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", str(path)]
+    cmd = [ffprobe_binary(), "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", _arg(path)]
     result = _run(cmd)
     if result.returncode != 0:
         last = (result.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
@@ -185,7 +191,7 @@ def read_frames(info: VideoInfo, start: int = 0, count: int | None = None) -> It
     duplicated, whatever the frame rate does.
     """
     frame_bytes = info.width * info.height * 3
-    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(info.path), "-map", "0:v:0",
+    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", _arg(info.path), "-map", "0:v:0",
            "-fps_mode", "passthrough", *SWS, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
     tail = _StderrTail(proc.stderr)
@@ -242,8 +248,9 @@ class FrameWriter:
     """Encode RGB frames to H.264 (yuv420p) and mux the input's audio unchanged, in one ffmpeg process.
 
     Frames are written at the input's exact frame rate, so the output has the same frame count and
-    timestamps. Odd sizes are padded for the encoder and cropped back in the H.264 stream (the
-    decoded output has the input's size). Write to a temporary path; the caller renames it.
+    timestamps. An odd width or height is encoded in yuv444p: 4:2:0 H.264 can only crop in steps of 2
+    pixels, so this is the one way for the output to keep the input's size. Write to a temporary path;
+    the caller renames it.
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
@@ -254,20 +261,17 @@ class FrameWriter:
         self.frames = 0
         fmt = fmt or output_format(self.path)
         audio_args, self.audio_note = audio_plan(info, fmt) if audio_from else ([], None)
-        pad_w, pad_h = self.width % 2, self.height % 2
-        video_args = ["-map", "0:v:0", *SWS, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p"]
-        if pad_w or pad_h:
-            video_args += ["-vf", f"pad={self.width + pad_w}:{self.height + pad_h}:0:0",
-                           "-bsf:v", f"h264_metadata=crop_right={pad_w}:crop_bottom={pad_h}"]
+        pix_fmt = "yuv444p" if self.width % 2 or self.height % 2 else "yuv420p"
+        video_args = ["-map", "0:v:0", *SWS, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt]
         cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
                "-framerate", f"{info.fps.numerator}/{info.fps.denominator}", "-i", "pipe:0"]
         if audio_args:
-            cmd += ["-i", str(audio_from)]
+            cmd += ["-i", _arg(audio_from)]
         cmd += video_args + audio_args
         if fmt in ("mp4", "mov"):
             cmd += ["-movflags", "+faststart"]
-        cmd += ["-f", fmt, str(self.path)]
+        cmd += ["-f", fmt, _arg(self.path)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._tail = _StderrTail(self._proc.stderr)
 
@@ -283,7 +287,7 @@ class FrameWriter:
 
     def _error(self) -> MediaError:
         last = self._tail.last()
-        if "No space left" in last:
+        if any("No space left" in line for line in self._tail.lines):  # ffmpeg's last line may be a follow-up
             return MediaError(f"{self.path}: the disk is full (no space left on device)")
         return MediaError(f"{self.path}: encoding failed ({last})")
 
@@ -313,7 +317,7 @@ class FrameWriter:
 def audio_packets(path: str | Path) -> list[tuple[str, str, str]]:
     """(pts, size, sha256 of the data) of every audio packet: the test that audio was copied unchanged."""
     cmd = [ffprobe_binary(), "-v", "error", "-select_streams", "a", "-show_packets", "-show_data_hash", "sha256",
-           "-show_entries", "packet=pts,size,data_hash", "-of", "csv=p=0", str(path)]
+           "-show_entries", "packet=pts,size,data_hash", "-of", "csv=p=0", _arg(path)]
     result = _run(cmd)
     if result.returncode != 0:
         raise MediaError(f"{path}: cannot read audio packets")
@@ -323,7 +327,7 @@ def audio_packets(path: str | Path) -> list[tuple[str, str, str]]:
 def is_video(path: str | Path) -> bool:
     """Whether ffprobe finds a (non-still-image) video stream in the file."""
     cmd = [ffprobe_binary(), "-v", "error", "-show_entries", "format=format_name:stream=codec_type,codec_name",
-           "-of", "json", str(path)]
+           "-of", "json", _arg(path)]
     result = _run(cmd)
     if result.returncode != 0:
         return False

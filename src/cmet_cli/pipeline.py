@@ -20,13 +20,19 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from . import faces, media, timeline
+from . import faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 
 log = logging.getLogger("cmet")
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 WINDOW = 5
+CANCEL = threading.Event()  # set by a batch run on Ctrl-C/SIGTERM: edits in worker threads stop and clean up
+
+
+def _check_cancel() -> None:
+    if CANCEL.is_set():
+        raise KeyboardInterrupt("cancelled")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,12 @@ class EditOptions:
             raise UsageError("give the target emotion: --emotion-speech FILE, --preset NAME or --at TIME EMOTION")
         if self.preset and self.emotion_speech:
             raise UsageError("--preset and --emotion-speech are exclusive: choose one")
+        if self.at and (self.preset or self.emotion_speech):
+            raise UsageError("--at sets the emotion over time: start with `--at 0 EMOTION` instead of --preset/--emotion-speech")
+        for when, what in self.at:
+            timeline.parse_time(when)
+            if _is_file(what) and not Path(what).is_file():
+                raise UsageError(f"--at {when} {what}: no such speech file (or a preset name: see `cmet emotions`)")
         if not 0.0 <= self.intensity <= 2.0:
             raise UsageError(f"--intensity must be between 0 and 2, not {self.intensity:g}")
         if self.blend < 0:
@@ -204,8 +216,6 @@ def load_models(options: EditOptions) -> Models:
     del state
     generator.to(device).eval()
     connector.to(device).eval()
-    if device.type == "cuda":
-        generator.to(memory_format=torch.channels_last)
     if options.compile:
         generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
         generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
@@ -252,11 +262,11 @@ def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe
         return emotion_vector([_embed(models, load_speech(c)) for c in clips], neutral())
 
     if options.at:
-        keys = [(timeline.parse_time(t), e) for t, e in options.at]
-        return [timeline.Keyframe(t, options.intensity * vector(e), e) for t, e in keys]
-    source = options.preset if options.preset else options.emotion_speech
-    label = options.preset or ", ".join(Path(p).name for p in options.emotion_speech)
-    return [timeline.Keyframe(0.0, options.intensity * vector(source), label)]
+        keys = [(timeline.parse_time(t), e, vector(e)) for t, e in options.at]
+    else:
+        source = options.preset if options.preset else options.emotion_speech
+        keys = [(0.0, options.preset or ", ".join(Path(p).name for p in options.emotion_speech), vector(source))]
+    return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
 
 
 def _preset_name(name: str, models: Models) -> str:
@@ -434,6 +444,19 @@ def chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, list[
         yield start, batch
 
 
+def crop_batches(batches: Iterable[tuple[int, list[np.ndarray]]], face_track: faces.FaceTrack, size: int
+                 ) -> Iterator[tuple[int, list[np.ndarray], np.ndarray, dict[int, faces.CropBox], np.ndarray | None]]:
+    """Each chunk of frames with its face frames' indices, crop boxes and face crops (None if it has no face)."""
+    present = face_track.present
+    for start, frames in batches:
+        idx = np.arange(start, start + len(frames))
+        valid = idx[idx < len(present)]
+        have = valid[present[valid]]
+        boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
+        originals = np.stack([faces.crop(frames[i - start], boxes[int(i)], size) for i in have]) if len(have) else None
+        yield start, frames, have, boxes, originals
+
+
 class _Writer:
     """Paste-back and encoding in a background thread, fed through a bounded queue."""
 
@@ -481,6 +504,7 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
 
     def keyframes() -> Iterator[tuple[int, list[faces.Detection]]]:
         for i, frame in enumerate(media.read_frames(info)):
+            _check_cancel()
             if i % every == 0 or i == info.frame_count - 1:
                 yield i, detector(frame)
             if progress and (i % every == 0):
@@ -506,7 +530,9 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     size = getattr(editor, "crop_size", faces.CROP)
     present = face_track.present
     mask = faces.face_mask(size)
-    ref_frame = next(iter(media.read_frames(info, face_track.reference, 1)))
+    ref_frame = next(iter(media.read_frames(info, face_track.reference, 1)), None)
+    if ref_frame is None:
+        raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
     editor.begin(faces.crop(ref_frame, faces.CropBox.from_row(face_track.boxes[face_track.reference]), size),
                  info.frame_count, float(info.fps))
     tmp = temp_output(output)
@@ -520,14 +546,12 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
             log.info(writer.audio_note)
         sink = _Writer(writer, options.compare)
         try:
-            for start, frames in chunks(prefetch(media.read_frames(info), depth=2 * batch), batch):
-                idx = np.arange(start, start + len(frames))
-                valid = idx[idx < len(present)]
-                have = valid[present[valid]]
-                boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
+            # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+            cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
+            for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
+                _check_cancel()
                 rendered: dict[int, np.ndarray] = {}
                 if len(have):
-                    originals = np.stack([faces.crop(frames[i - start], boxes[int(i)], size) for i in have])
                     edited = editor(originals, have)
                     for k, i in enumerate(have):
                         face = edited[k]
@@ -601,6 +625,7 @@ class Editor:
         if info.variable_frame_rate:
             result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")
         self.load()
+        result.warnings += presets.weak_warnings(getattr(self, "keyframes", ()))
         face_track = track(info, self.options, self.detector(), self.progress)
         lost = int((~face_track.present).sum())
         if lost == info.frame_count:

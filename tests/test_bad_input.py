@@ -1,0 +1,348 @@
+"""Bad (and odd but valid) input: one clear line per problem, no traceback, a non-zero status for that
+input and nothing written; valid oddities are edited. Every fixture is generated (ffmpeg, numpy, soundfile)."""
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from cmet_cli import media
+from cmet_cli.errors import MediaError
+from cmet_cli.speech import SAMPLE_RATE, load_speech
+
+from cli_support import (BANK, cmet, face_clip, fast_models, frames, leftovers, model_args, pattern_clip,  # noqa: F401
+                         standin_weights, two_faces_clip)
+from clips import ffmpeg
+
+BOX = ("--box", "0,0,96,96")
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory, data_dir) -> Path:
+    return standin_weights(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, data_dir) -> Path:
+    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")
+
+
+def assert_one_line_failure(run, *needles: str, code: int = 1) -> str:
+    """Exit status ``code``, exactly one ``error:`` line holding every needle, and no traceback."""
+    assert run.code == code, run.stderr
+    assert "Traceback" not in run.stderr
+    errors = run.errors()
+    assert len(errors) == 1, run.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def region_change(a: np.ndarray, b: np.ndarray, x: slice, y: slice) -> float:
+    return float(np.abs(a[:, y, x] - b[:, y, x]).mean())
+
+
+# ---------------------------------------------------------------- the input file itself
+
+def _text_mp4(tmp: Path, clip: Path) -> Path:
+    path = tmp / "text.mp4"
+    path.write_text("this is not a video\n")
+    return path
+
+
+def _truncated(tmp: Path, clip: Path, faststart: bool = False) -> Path:
+    """The first 30 % of the bytes: the index at the end is gone (or, with faststart, the media data)."""
+    whole = clip
+    if faststart:
+        whole = tmp / "faststart.mp4"
+        ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(whole))
+    data = whole.read_bytes()
+    path = tmp / ("cut-faststart.mp4" if faststart else "cut.mp4")
+    path.write_bytes(data[: int(0.3 * len(data))])
+    return path
+
+
+def _audio_only(tmp: Path, clip: Path) -> Path:
+    path = tmp / "voice.mp4"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=0.5", "-c:a", "aac", str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("missing", "no such file"),
+    ("text", "not a readable video"),
+    ("truncated", "not a readable video"),
+    ("truncated-faststart", "damaged"),
+    ("audio-only", "holds no video stream (found audio)"),
+])
+def test_unreadable_input_fails_cleanly(tmp_path, clip, weights, fast_models, kind, needle):
+    make = {"missing": lambda t, c: t / "missing.mp4", "text": _text_mp4, "truncated": _truncated,
+            "truncated-faststart": lambda t, c: _truncated(t, c, faststart=True), "audio-only": _audio_only}[kind]
+    src = make(tmp_path, clip)
+    before = src.read_bytes() if src.exists() else None
+    out = tmp_path / "out"
+    run = cmet("edit", src, "-o", out / "edited.mp4", "--preset", "happy", *BOX, *model_args(weights))
+    assert_one_line_failure(run, str(src), needle)
+    assert not out.exists() or list(out.iterdir()) == []
+    assert (src.read_bytes() if src.exists() else None) == before
+
+
+def test_folder_without_videos_is_a_usage_error(tmp_path, weights):
+    empty = tmp_path / "clips"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no video here")
+    (empty / "fake.mp4").write_text("nor here")
+    run = cmet("edit", empty, "-o", tmp_path / "out", "--preset", "happy", *model_args(weights))
+    assert_one_line_failure(run, str(empty), "no videos found", code=2)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- valid oddities, and awkward file names
+
+def _vfr(path: Path) -> Path:
+    """Frames at 0, 0.1, 0.25, 0.3 and 0.4 s: a variable frame rate."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=100:duration=0.5",
+           "-vf", "select='eq(n,0)+eq(n,10)+eq(n,25)+eq(n,30)+eq(n,40)'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def _rotated(path: Path) -> Path:
+    plain = pattern_clip(path.with_name("plain.mp4"))
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
+    plain.unlink()
+    return path
+
+
+def test_odd_formats_and_names_are_edited(tmp_path, weights, fast_models, monkeypatch, data_dir):
+    """An odd-sized 10-bit clip, a rotated phone video, and one with a variable frame rate and no audio
+    track, under names with a leading dash, spaces, quotes, a colon, brackets and non-ASCII letters,
+    given as relative paths (as a shell glob would)."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    odd, rotated, vfr = "-odd \"10-bit\" it's.mp4", "rotated é 10:30.mp4", "vfr [phone] ünï.mp4"
+    made = {
+        odd: pattern_clip(folder / odd, pix_fmt="yuv444p10le", extra=("-vf", "scale=161:121")),
+        rotated: _rotated(folder / rotated),
+        vfr: _vfr(folder / vfr),
+    }
+    infos = {name: media.probe(path) for name, path in made.items()}
+    assert (infos[odd].width, infos[odd].height, infos[odd].pix_fmt) == (161, 121, "yuv444p10le")
+    assert infos[rotated].rotation in (90, 270) and (infos[rotated].width, infos[rotated].height) == (120, 160)
+    assert infos[vfr].variable_frame_rate and not infos[vfr].has_audio
+    monkeypatch.chdir(folder)
+    run = cmet("edit", "-o", "../out", "--preset", "happy", "--report", "../report.json", *BOX, *model_args(weights),
+               "--", *made)
+    assert run.code == 0, run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["status"] for r in report["results"]] == ["done"] * len(made)
+    for name, src in infos.items():
+        out = media.probe(tmp_path / "out" / name)
+        assert out.frame_count == src.frame_count, name
+        assert (out.width, out.height, out.rotation) == (src.width, src.height, 0), name
+        assert out.has_audio == src.has_audio, name
+    assert [w for w in run.warnings() if "variable frame rate" in w] == [
+        f"warning: {vfr}: variable frame rate: written at its average rate {float(infos[vfr].fps):.3f} fps"]
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- faces
+
+def test_no_face_anywhere_suggests_box(tmp_path, weights, fast_models):
+    src = pattern_clip(tmp_path / "pattern.mp4", size="320x240", seconds=0.5)
+    out = tmp_path / "out.mp4"
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(weights))
+    assert_one_line_failure(run, str(src), "--box")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_face_lost_for_part_of_the_clip(tmp_path, weights, fast_models, data_dir):
+    src = face_clip(tmp_path / "leaves.mp4", seconds=1.0, audio=False, until=0.25)  # face in frames 0-2 of 10
+    out = tmp_path / "out.mp4"
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(weights))
+    assert run.code == 0, run.stderr
+    [warning] = [w for w in run.warnings() if "no face" in w]
+    lost = int(re.search(r"no face in (\d+) of 10 frames: those pass through unchanged", warning).group(1))
+    assert 5 <= lost <= 7
+    a, b = frames(src), frames(out)
+    face = (slice(120, 260), slice(60, 220))
+    assert region_change(a[:1], b[:1], *face) > 10  # edited where the face is
+    assert region_change(a[-lost:], b[-lost:], slice(None), slice(None)) < 2  # passed through: re-encoding only
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory, data_dir) -> Path:
+    return two_faces_clip(tmp_path_factory.mktemp("two") / "two.mp4")
+
+
+@pytest.mark.parametrize("pick", [None, 2])
+def test_two_faces_largest_or_chosen(tmp_path, two_faces, weights, fast_models, pick):
+    out = tmp_path / "out.mp4"
+    extra = ("--face", str(pick)) if pick else ()
+    run = cmet("edit", two_faces, "-o", out, "--preset", "happy", "--detector", "cascade", *extra, *model_args(weights))
+    assert run.code == 0, run.stderr
+    a, b = frames(two_faces), frames(out)
+    big = region_change(a, b, slice(70, 190), slice(80, 220))
+    small = region_change(a, b, slice(345, 415), slice(110, 180))
+    edited, kept = (small, big) if pick == 2 else (big, small)
+    assert edited > 20 and kept < 5, (big, small)  # kept: re-encoding only
+
+
+def test_face_number_out_of_range(tmp_path, clip, weights, fast_models):
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--detector", "cascade", "--face", "3",
+               *model_args(weights))
+    assert_one_line_failure(run, "--face 3", "1 face track")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out.mp4").exists()
+
+
+# ---------------------------------------------------------------- speech clips
+
+def _tone(seconds: float, rate: int, channels: int = 1, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = amplitude * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    return np.stack([wave] * channels, axis=1)
+
+
+def _speech_file(tmp: Path, kind: str) -> Path:
+    if kind == "silent":
+        sf.write(tmp / "silent.wav", np.zeros((SAMPLE_RATE, 1), np.float32), SAMPLE_RATE)
+        return tmp / "silent.wav"
+    if kind == "short":
+        sf.write(tmp / "short.wav", _tone(0.3, SAMPLE_RATE), SAMPLE_RATE)
+        return tmp / "short.wav"
+    if kind == "undecodable":
+        (tmp / "noise.wav").write_bytes(np.random.default_rng(0).bytes(4000))
+        return tmp / "noise.wav"
+    if kind == "stereo48k":
+        sf.write(tmp / "stereo48k.wav", _tone(1.5, 48000, channels=2), 48000)
+        return tmp / "stereo48k.wav"
+    if kind == "mp3":
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1.5", "-ac", "2", str(tmp / "voice.mp3"))
+        return tmp / "voice.mp3"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind, needle", [("silent", "is silent"), ("short", "too short"),
+                                          ("undecodable", "cannot decode speech file")])
+def test_bad_speech_clip(tmp_path, clip, weights, fast_models, kind, needle):
+    speech = _speech_file(tmp_path, kind)
+    with pytest.raises(MediaError, match=needle):
+        load_speech(speech)
+    out = tmp_path / "out.mp4"
+    # the stand-in weights hold no emotion2vec: the clip is refused before any model is needed
+    run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, *BOX, *model_args(weights))
+    assert_one_line_failure(run, str(speech), needle)
+    assert not out.exists() and fast_models == []
+
+
+@pytest.mark.parametrize("kind", ["stereo48k", "mp3"])
+def test_speech_resampled(tmp_path, clip, weights, fast_models, kind):
+    """48 kHz stereo and MP3 are valid: read as 16 kHz mono (a 440 Hz tone stays 440 Hz)."""
+    speech = _speech_file(tmp_path, kind)
+    wave = load_speech(speech)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) / SAMPLE_RATE - 1.5) < 0.06
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(wave) - 440) < 2
+    # through the CLI the clip passes its checks; what stops this run is the missing emotion2vec checkpoint
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", speech, *BOX, *model_args(weights))
+    assert_one_line_failure(run, "emotion2vec", "cmet download-weights")
+
+
+@pytest.fixture(scope="module")
+def speech_weights(tmp_path_factory, weights):
+    """The small stand-in model plus the stand-in emotion2vec+large (1.25 GB: written once, removed after)."""
+    from standin import _golden_module
+
+    root = tmp_path_factory.mktemp("speech-weights")
+    for path in weights.iterdir():
+        (root / path.name).symlink_to(path)
+    _golden_module("seeded_weights")
+    _golden_module("standin_checkpoints").write(root, ["emotion2vec"])
+    yield root
+    (root / "emotion2vec_plus_large.pt").unlink(missing_ok=True)
+
+
+def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, fast_models):
+    """The one run that really embeds speech: an MP3 at 48 kHz stereo is a valid --emotion-speech clip."""
+    speech = _speech_file(tmp_path, "mp3")
+    out = tmp_path / "out.mp4"
+    run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, "--json", *BOX, *model_args(speech_weights))
+    assert run.code == 0, run.stderr
+    [row] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert (row["status"], row["frames"]) == ("done", 3)
+    assert np.isfinite(row["vector_norm"]) and row["vector_norm"] > 0
+    assert media.probe(out).frame_count == 3
+
+
+# ---------------------------------------------------------------- options
+
+@pytest.mark.parametrize("args, needle", [
+    (("--preset", "elated"), "unknown emotion preset 'elated'; valid names: angry,"),
+    (("--preset", "happy", "--intensity", "2.5"), "--intensity must be between 0 and 2, not 2.5"),
+    (("--preset", "happy", "--intensity", "-0.1"), "--intensity must be between 0 and 2"),
+    (("--at", "0", "elated"), "unknown emotion preset 'elated'"),
+])
+def test_bad_options_are_usage_errors(tmp_path, clip, weights, fast_models, args, needle):
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *args, *model_args(weights))
+    assert_one_line_failure(run, needle, code=2)
+    assert fast_models == [] and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- weights
+
+def test_missing_weights_say_how_to_get_them(tmp_path, clip):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    run = cmet("edit", clip, "-o", tmp_path / "a.mp4", "--preset", "happy", *BOX, *model_args(empty))
+    assert_one_line_failure(run, str(empty / "EDTalk.pt"), "cmet download-weights", "--weights-dir")
+    # no --weights-dir and an empty cache
+    run = cmet("edit", clip, "-o", tmp_path / "b.mp4", "--preset", "happy", "--bank", BANK, *BOX,
+               env={"CMET_HOME": str(tmp_path / "cache")})
+    assert_one_line_failure(run, "not installed", "cmet download-weights", "--weights-dir")
+    assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
+
+
+def test_weights_failing_their_hash(tmp_path, clip):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "EDTalk.pt").write_bytes(b"a file that changed after it was installed")
+    (cache / "hashes.json").write_text(json.dumps({"edtalk": {"sha256": "0" * 64, "source": "test"}}))
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--bank", BANK, *BOX,
+               env={"CMET_HOME": str(cache)})
+    assert_one_line_failure(run, str(cache / "EDTalk.pt"), "failed its hash check",
+                            "cmet download-weights --only edtalk")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+class _Payload:
+    """Pickles as a call to ``os.mkdir(marker)``: what a malicious checkpoint could run when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path, clip, weights):
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "code-ran"
+    torch.save({"gen": {"w": torch.zeros(1)}, "extra": _Payload(marker)}, evil / "EDTalk.pt")
+    with pytest.raises(pickle.UnpicklingError):  # the payload really is a pickled call
+        torch.load(evil / "EDTalk.pt", weights_only=True)
+    for other in weights.iterdir():
+        if other.name != "EDTalk.pt":
+            (evil / other.name).symlink_to(other)
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(evil))
+    assert_one_line_failure(run, "refusing to load", str(evil / "EDTalk.pt"))
+    assert not marker.exists() and not (tmp_path / "out.mp4").exists()

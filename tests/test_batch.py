@@ -1,0 +1,228 @@
+"""Batch runs: folders and several inputs, resume, per-input status, report, parallel files,
+and nothing lost on a failure, a full disk, Ctrl-C or SIGTERM."""
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cmet_cli import batch, media, pipeline
+from cmet_cli.errors import UsageError
+
+from cli_support import (cmet, cmet_process, face_clip, fast_models, leftovers, model_args, pattern_clip,  # noqa: F401
+                         standin_weights)
+
+BOX = ("--box", "0,0,96,96")
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory, data_dir) -> Path:
+    return standin_weights(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, data_dir) -> Path:
+    """Three frames of the sample's face, with audio."""
+    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def frame_count(path: Path) -> int:
+    return media.probe(path).frame_count
+
+
+# ---------------------------------------------------------------- planning (no networks)
+
+def test_plan_keeps_layout_and_probes_content(tmp_path, clip):
+    src = tmp_path / "clips"
+    (src / "day 1").mkdir(parents=True)
+    for rel in ("a.mp4", "day 1/b.mov", "camera.bin"):  # camera.bin: a video under an odd extension, found by probing
+        (src / rel).write_bytes(clip.read_bytes())
+    (src / "notes.mp4").write_text("not a video")  # a video extension, not a video: left out
+    (src / ".c.mp4.cmet-1-2.part").write_bytes(b"")  # our own temporary file
+    out = tmp_path / "edited"
+    flat = batch.plan([src], out)
+    assert [(j.input.name, j.output.relative_to(out).as_posix()) for j in flat] == [
+        ("a.mp4", "a.mp4"), ("camera.bin", "camera.mp4")]
+    deep = batch.plan([src], out, recursive=True)
+    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mp4"]
+    # outputs inside the input folder are not picked up as inputs on the next run
+    (src / "out").mkdir()
+    (src / "out" / "a.mp4").write_bytes(clip.read_bytes())
+    assert [j.input.name for j in batch.plan([src], src / "out", recursive=True)] == ["a.mp4", "camera.bin", "b.mov"]
+    # a shell glob: several files into a folder
+    assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mp4"]
+
+
+@pytest.mark.parametrize("case", ["same-file", "same-folder", "collision", "output-is-file", "bad-suffix"])
+def test_plan_refuses(tmp_path, clip, case):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "x.mp4").symlink_to(clip)
+    args = {
+        "same-file": ([tmp_path / "a" / "x.mp4"], tmp_path / "a" / "x.mp4", "overwrite the input"),
+        "same-folder": ([tmp_path / "a"], tmp_path / "a", "overwrite the input"),
+        "collision": ([tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"], tmp_path / "o", "both be written"),
+        "output-is-file": ([tmp_path / "a", tmp_path / "b"], clip, "must be a folder"),
+        "bad-suffix": ([tmp_path / "a" / "x.mp4"], tmp_path / "x.avi", "unsupported output type"),
+    }[case]
+    with pytest.raises(UsageError, match=args[2]):
+        batch.plan(args[0], args[1])
+
+
+def test_output_equal_to_input_is_a_usage_error(tmp_path, clip, weights):
+    src = tmp_path / "x.mp4"
+    src.write_bytes(clip.read_bytes())
+    before = digest(src)
+    for extra in ((), ("--overwrite",)):
+        run = cmet("edit", src, "-o", src, "--preset", "happy", *BOX, *model_args(weights), *extra)
+        assert run.code == 2 and "would overwrite the input" in run.stderr
+        assert "Traceback" not in run.stderr
+    assert digest(src) == before
+
+
+# ---------------------------------------------------------------- whole runs
+
+def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
+    src, out = tmp_path / "clips", tmp_path / "edited"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.mp4").write_bytes(clip.read_bytes())
+    (src / "sub" / "b.mp4").write_bytes(clip.read_bytes())
+    (src / "readme.txt").write_text("notes")
+    inputs_before = {p: digest(p) for p in src.rglob("*.mp4")}
+    report = tmp_path / "reports" / "run.json"
+    args = ("edit", src, "-o", out, "--preset", "sarcastic", "--recursive", "--report", report, *BOX, *model_args(weights))
+
+    run = cmet(*args)
+    assert run.code == 0, run.stderr
+    assert len(fast_models) == 1  # models load once per run, not once per file
+    data = json.loads(report.read_text())
+    assert data["summary"] == {"done": 2, "skipped": 0, "failed": 0} and data["interrupted"] is False
+    rows = {Path(r["input"]).name: r for r in data["results"]}
+    assert set(rows) == {"a.mp4", "b.mp4"}
+    for name, rel in (("a.mp4", "a.mp4"), ("b.mp4", "sub/b.mp4")):
+        row = rows[name]
+        assert row["status"] == "done" and row["error"] is None
+        assert row["output"] == str(out / rel) and row["frames"] == 3 and row["seconds"] > 0
+        assert frame_count(out / rel) == 3
+    assert leftovers(tmp_path) == []
+    assert {p: digest(p) for p in src.rglob("*.mp4")} == inputs_before  # inputs never modified
+    assert "cmet edit" in run.stderr and "2 done" in run.stderr  # the summary table
+
+    # resume: complete outputs are skipped, no model is even loaded, nothing is rewritten
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
+    run = cmet(*args)
+    assert run.code == 0, run.stderr
+    assert len(fast_models) == 1
+    data = json.loads(report.read_text())
+    assert [(r["status"], r["frames"], r["error"]) for r in data["results"]] == [("skipped", 3, None)] * 2
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == stamps
+
+
+def test_incomplete_output_is_neither_skipped_nor_overwritten(tmp_path, clip, weights, fast_models):
+    out = tmp_path / "out"
+    out.mkdir()
+    short = out / "talk.mp4"  # a video under the output's name, but not a full edit of this input
+    pattern_clip(short, size="64x48", seconds=0.1, audio=False)
+    before = digest(short)
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    assert run.code == 1
+    assert run.errors() == [f"error: {clip}: {short} exists but is not a complete edit of {clip}: remove it or pass --overwrite"]
+    assert digest(short) == before and fast_models == []
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--overwrite", "--json", *BOX, *model_args(weights))
+    assert run.code == 0, run.stderr
+    assert frame_count(short) == 3 and leftovers(out) == []
+    [row] = [json.loads(line) for line in run.stdout.splitlines()]  # --json: one object per input on stdout
+    assert (row["status"], row["output"], row["frames"]) == ("done", str(short), 3)
+
+
+def test_one_failure_never_stops_the_others(tmp_path, clip, weights, fast_models):
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("this is not a video")
+    missing = tmp_path / "missing.mp4"
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    run = cmet("edit", broken, clip, missing, "-o", out, "--preset", "happy", "--jobs", "2", "--report", report,
+               *BOX, *model_args(weights))
+    assert run.code == 1
+    data = json.loads(report.read_text())
+    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [
+        ("broken.mp4", "failed"), ("talk.mp4", "done"), ("missing.mp4", "failed")]
+    errors = {Path(r["input"]).name: r["error"] for r in data["results"]}
+    assert "not a readable video" in errors["broken.mp4"] and "no such file" in errors["missing.mp4"]
+    assert sorted(run.errors()) == sorted(f"error: {r['input']}: {r['error']}" for r in data["results"] if r["error"])
+    assert sorted(p.name for p in out.iterdir()) == ["talk.mp4"] and frame_count(out / "talk.mp4") == 3
+    assert "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- nothing lost
+
+def test_full_disk_is_one_message_and_leaves_nothing(tmp_path, clip, weights, fast_models):
+    out = tmp_path / "out.mp4"
+    part = pipeline.temp_output(out)  # the name this process's main thread writes to
+    part.symlink_to("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    assert run.code == 1
+    assert run.errors() == [f"error: {clip}: {out}: the disk is full (no space left on device)"]
+    assert not out.exists() and not part.is_symlink() and leftovers(tmp_path) == []
+    assert "Traceback" not in run.stderr
+
+
+def test_report_write_error_is_one_line(tmp_path, weights):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the report's folder should be")
+    report = blocker / "r.json"
+    run = cmet("edit", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--preset", "happy", "--report", report,
+               *BOX, *model_args(weights))
+    assert run.code == 1 and "Traceback" not in run.stderr
+    assert run.errors()[-1] == f"error: cannot write the report {report}: {blocker} is not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"cmet ended early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("cmet did not reach the expected point in time")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
+def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code, jobs):
+    """The signal comes while long clips are mid-write: they leave nothing, the exit status tells the signal.
+    With one file at a time, a short clip finished first: it stays, and the report lists it."""
+    src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
+    src.mkdir()
+    finished = ["a_short.mp4"] if jobs == 1 else []
+    for name in finished:
+        face_clip(src / name, seconds=0.1)
+    for name in ("b_long.mp4", "c_long.mp4")[:jobs]:
+        face_clip(src / name, seconds=4.0)
+    proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
+                        "--report", report, *BOX, *model_args(weights))
+    long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
+    _wait_for(lambda: all((out / n).exists() for n in finished) and len(long_parts()) == jobs, proc)
+    proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except Exception:
+        proc.kill()
+        raise
+    assert proc.returncode == code, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == finished and leftovers(out) == []
+    for name in finished:
+        assert frame_count(out / name) == 1
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [(n, "done") for n in finished]
