@@ -37,3 +37,11 @@ def seeded(golden_dir: Path):
     sys.modules["seeded_weights"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory, golden_dir: Path) -> Path:
+    """Stand-in checkpoints of the small configuration (64² generator, full connector), written once per session."""
+    from cli_support import standin_weights
+
+    return standin_weights(tmp_path_factory)

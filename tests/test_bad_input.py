@@ -17,15 +17,15 @@ from cmet_cli.errors import MediaError
 from cmet_cli.speech import SAMPLE_RATE, load_speech
 
 from cli_support import (BANK, cmet, face_clip, fast_models, frames, leftovers, model_args, pattern_clip,  # noqa: F401
-                         standin_weights, two_faces_clip)
+                         two_faces_clip)
 from clips import ffmpeg
 
 BOX = ("--box", "0,0,96,96")
 
 
 @pytest.fixture(scope="session")
-def weights(tmp_path_factory, data_dir) -> Path:
-    return standin_weights(tmp_path_factory)
+def weights(small_weights: Path, data_dir) -> Path:
+    return small_weights
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,14 @@ import pytest
 from cmet_cli import batch, media, pipeline
 from cmet_cli.errors import UsageError
 
-from cli_support import (cmet, cmet_process, face_clip, fast_models, leftovers, model_args, pattern_clip,  # noqa: F401
-                         standin_weights)
+from cli_support import (cmet, cmet_process, face_clip, fast_models, leftovers, model_args, pattern_clip)  # noqa: F401
 
 BOX = ("--box", "0,0,96,96")
 
 
 @pytest.fixture(scope="session")
-def weights(tmp_path_factory, data_dir) -> Path:
-    return standin_weights(tmp_path_factory)
+def weights(small_weights: Path, data_dir) -> Path:
+    return small_weights
 
 
 @pytest.fixture(scope="module")

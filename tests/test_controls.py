@@ -20,7 +20,6 @@ from cmet_cli.pipeline import CmetEditor, EditOptions, Models, emotion_plan
 from cmet_cli.speech import PRESETS, load_bank, preset_vector
 
 from clips import composite
-from standin import write_weights
 
 CANVAS, OFFSET = "384x320", (64, 32)
 BOX = (64, 32, 256, 256)
@@ -43,8 +42,8 @@ def bank(bank_dir: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory, golden_dir) -> Path:
-    return write_weights(tmp_path_factory.mktemp("weights"), size=64)
+def weights_dir(small_weights: Path) -> Path:
+    return small_weights
 
 
 @pytest.fixture(scope="session")

@@ -21,21 +21,20 @@ from cmet_cli.errors import UsageError
 from cmet_cli.pipeline import EditOptions
 
 from clips import ffmpeg
-from standin import write_weights
 
 CLIPS = {"a": (0.0, 0.4), "b": (1.0, 0.6), "c": (2.0, 0.5)}  # name: (start, seconds), at 12 fps: 5-8 frames
 BOX = (0, 0, 256, 256)  # the sample clip is a 256² face crop: no detection
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, data_dir):
+def setup(tmp_path_factory, data_dir, small_weights):
     root = tmp_path_factory.mktemp("ray")
     inputs = root / "in"
     inputs.mkdir()
     for name, (start, seconds) in CLIPS.items():
         ffmpeg("-ss", str(start), "-i", str(data_dir / "video" / "W009_038.mp4"), "-t", str(seconds), "-r", "12",
                "-c:v", "libx264", "-c:a", "aac", str(inputs / f"{name}.mp4"))
-    weights = write_weights(root / "weights", size=64)
+    weights = small_weights
     args = ["--preset", "happy", "--weights-dir", str(weights), "--bank", str(data_dir / "features"),
             "--box", ",".join(map(str, BOX)), "--device", "cpu", "-q"]
     options = EditOptions(preset="happy", weights_dir=weights, bank_dir=data_dir / "features", box=BOX, device="cpu")
