@@ -1,6 +1,6 @@
 # make demo  — set up, fetch the weights and the sample clip, edit it into demo-out/
 # make test  — set up and run the whole test suite
-# make bench — the benchmark (see benchmarks/README in README.md)
+# make bench — the benchmark (README "Benchmarks", benchmarks/RESULTS.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -314,18 +314,19 @@ def paste(frame: np.ndarray, rendered: np.ndarray, box: CropBox, mask: np.ndarra
 
     Pixels where the (resized) mask is 0 — everything outside the ellipse — are left bit-identical.
     """
+    import cv2
+
     out = frame.copy()
     h, w = frame.shape[:2]
-    face = _resize(rendered, box.side).astype(np.float32)
-    alpha = _resize(mask, box.side)[..., None]
     fx0, fy0 = max(0, box.x0), max(0, box.y0)
     fx1, fy1 = min(w, box.x0 + box.side), min(h, box.y0 + box.side)
     if fx1 <= fx0 or fy1 <= fy0:
         return out
     sl = (slice(fy0 - box.y0, fy1 - box.y0), slice(fx0 - box.x0, fx1 - box.x0))
-    a = np.clip(alpha[sl], 0.0, 1.0)
+    face = np.ascontiguousarray(_resize(rendered, box.side)[sl])
+    alpha = np.ascontiguousarray(np.clip(_resize(mask, box.side)[sl], 0.0, 1.0), dtype=np.float32)
     region = out[fy0:fy1, fx0:fx1]
-    blended = region.astype(np.float32) * (1.0 - a) + face[sl] * a
-    inside = a[..., 0] > 0
-    region[inside] = np.clip(np.rint(blended[inside]), 0, 255).astype(np.uint8)
+    blended = cv2.blendLinear(np.ascontiguousarray(region), face, 1.0 - alpha, alpha)
+    inside = alpha > 0
+    region[inside] = blended[inside]
     return out

@@ -1,0 +1,556 @@
+"""Benchmark of the real edit pipeline (``cmet edit``) on a clip made from the MEAD sample.
+
+    python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|WxH] [--small-model]
+    python benchmarks/bench_edit.py --rss-scaling [--device cpu]
+
+The clip is ``../shared/data/video/W009_038.mp4`` (a 256² face crop) scaled to the frame height,
+centred on a grey canvas of the requested size, and looped to ``--frames`` frames (25 fps, with its
+audio). The networks use stand-in weights (compute cost does not depend on weight values), written
+once into ``--cache-dir`` (default ``$CMET_BENCH_CACHE`` or ``~/.cache/cmet-bench``) with the clips.
+
+``--small-model`` uses a generator for 8² crops (~0.9 GFLOP per frame; 16² is ~4, 64² ~31, the real
+256² ~61): the pipeline around it is the same, so memory and overhead checks run in minutes.
+
+Each measurement runs in a fresh process, so that its peak RSS counts model loading and the run and
+nothing else. In that process, after one untimed warm-up batch:
+
+1. ``network_only`` (first pass): the clip's face crops, in the edit's batches, through a fresh
+   ``CmetEditor`` (source encoding, encode, rollout, render) and nothing else;
+2. ``end_to_end``: ``Editor.edit`` on the clip (probe, face tracking pass, the streaming edit pass:
+   decode → crop → encode codes → connector rollout → render → paste back → H.264 + audio mux),
+   models already loaded. FLOPs are counted with ``FlopCounterMode`` around every ``CmetEditor``
+   call of this run (per edited frame; the once-per-clip appearance source is reported apart);
+3. ``network_only`` again. Network time is the mean of the two passes around the edit, so that a
+   drift of the machine's load cancels to first order (each pass is reported too).
+
+``overhead_ratio`` = end-to-end time / network time. ``peak_rss_mb`` is the process's peak (loading
+included); ``before_edit_peak_rss_mb`` the peak before the edit (loading, warm-up, first network pass);
+``run_peak_rss_mb`` the peak during the edit alone (VmHWM reset before it; Linux).
+The last line of output is one JSON object (see ``REQUIRED_KEYS``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CMET_SHARED", ROOT.parent / "shared"))
+SAMPLE = SHARED / "data" / "video" / "W009_038.mp4"
+BANK = SHARED / "data" / "features"
+FPS = 25
+PRESET = "sarcastic"
+SMALL_SIZE = 8  # crop size of the --small-model generator
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+RSS_SECONDS = (10, 60)
+REQUIRED_KEYS = ("device", "precision", "frames", "gflop_per_frame", "network_fps", "end_to_end_fps",
+                 "overhead_ratio", "peak_rss_mb", "peak_device_mb")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one measuring child process does."""
+
+    clip: str
+    weights_dir: str
+    device: str
+    precision: str
+    batch_size: int | None
+    network_only: bool = True
+    count_flops: bool = True
+    compile: bool = False
+    warm_up: bool = True
+
+
+# ---------------------------------------------------------------- inputs (weights, clip)
+
+def default_cache() -> Path:
+    return Path(os.environ.get("CMET_BENCH_CACHE") or Path.home() / ".cache" / "cmet-bench")
+
+
+def _standin_module():
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        import standin  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    return standin
+
+
+def standin_weights(cache: Path, size: int) -> Path:
+    """Stand-in checkpoints for a generator of ``size``² in ``cache``, written once (atomically)."""
+    target = cache / f"standin-{size}"
+    if (target / "EDTalk.pt").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-", dir=cache))
+    try:
+        _standin_module().write_weights(tmp, size=size)
+        try:
+            tmp.rename(target)
+        except OSError:  # written meanwhile by another run
+            if not (target / "EDTalk.pt").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``720p``, ``1080p`` or ``WxH`` (even numbers)."""
+    if text in SIZES:
+        return SIZES[text]
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r}: use 720p, 1080p or WxH") from None
+    if w < 64 or h < 64 or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be even and at least 64")
+    return w, h
+
+
+def _ffmpeg() -> str:
+    from cmet_cli.media import ffmpeg_binary
+
+    return ffmpeg_binary()
+
+
+def make_clip(cache: Path, frames: int, size: tuple[int, int], source: Path = SAMPLE) -> Path:
+    """The sample scaled to the frame height, centred on a W×H canvas, looped to ``frames`` frames (cached)."""
+    w, h = size
+    side = min(w, h)
+    target = cache / "clips" / f"{source.stem}_{w}x{h}_{frames}.mp4"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}-{os.getpid()}.mp4")
+    video = (f"scale={side}:{side}:flags=bicubic,pad={w}:{h}:{(w - side) // 2}:{(h - side) // 2}:color=0x5a6470,"
+             f"fps={FPS},format=yuv420p")
+    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source),
+           "-vf", video, "-frames:v", str(frames), "-t", f"{frames / FPS:.3f}",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "128k", str(tmp)]
+    try:
+        subprocess.run(cmd, check=True)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+# ---------------------------------------------------------------- the measuring child
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux ≥ 4.0); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM on Linux, ru_maxrss elsewhere), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def _measured_editor_class():
+    """``CmetEditor`` that times its calls, counts their FLOPs and remembers each batch's frame indices."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cmet_cli.pipeline import CmetEditor
+
+    class MeasuredEditor(CmetEditor):
+        def __init__(self, *args: Any, count_flops: bool = True, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.count_flops = count_flops
+            self.flops = 0
+            self.source_flops = 0
+            self.network_s = 0.0
+            self.began_at = 0.0
+            self.batches: list[Any] = []
+            self.reference = None
+
+        def _counted(self, fn, *args: Any) -> tuple[Any, int]:
+            if not self.count_flops:
+                return fn(*args), 0
+            counter = FlopCounterMode(display=False)
+            with counter:
+                out = fn(*args)
+            return out, counter.get_total_flops()
+
+        def begin(self, reference, n_frames: int, fps: float) -> None:
+            self.began_at = time.perf_counter()
+            self.reference = reference.copy()
+            _, self.source_flops = self._counted(super().begin, reference, n_frames, fps)
+
+        def __call__(self, crops, frames):
+            started = time.perf_counter()
+            out, flops = self._counted(super().__call__, crops, frames)
+            self.network_s += time.perf_counter() - started
+            self.flops += flops
+            self.batches.append(frames.copy())
+            return out
+
+    return MeasuredEditor
+
+
+@dataclass
+class Span:
+    """Wall-clock seconds and CPU seconds (this process and its finished children, e.g. ffmpeg)."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@contextmanager
+def timed() -> Iterator[Span]:
+    span, wall, cpu = Span(), time.perf_counter(), _cpu_seconds()
+    yield span
+    span.wall_s, span.cpu_s = time.perf_counter() - wall, _cpu_seconds() - cpu
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _options(spec: RunSpec):
+    from cmet_cli.pipeline import EditOptions
+
+    return EditOptions(preset=PRESET, device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
+                       weights_dir=Path(spec.weights_dir), bank_dir=BANK, detector="cascade", overwrite=True,
+                       compile=spec.compile).validate()
+
+
+def _warm_up(models, keyframes, batch: int) -> None:
+    """One full batch through a throwaway editor (first-call allocations, kernels per shape), untimed."""
+    import numpy as np
+
+    from cmet_cli.pipeline import CmetEditor
+
+    size = models.crop_size
+    crops = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    editor = CmetEditor(models, keyframes, 0.5)
+    editor.begin(crops[0], batch, FPS)
+    editor(crops, np.arange(batch))
+    _sync(models.device)
+
+
+@dataclass
+class NetworkInputs:
+    """The crops of a clip in the edit's batches, and the appearance source crop."""
+
+    reference: Any
+    batches: list  # frame indices per batch, as the edit passes them
+    crops: list  # (B, size, size, 3) uint8 per batch
+
+
+def planned_batches(present, batch: int) -> list:
+    """The face frames of each ``batch``-frame chunk, as ``pipeline.run_edit`` groups them."""
+    import numpy as np
+
+    idx = np.arange(len(present))
+    chunks = [idx[i:i + batch] for i in range(0, len(idx), batch)]
+    return [c[present[c]] for c in chunks if present[c].any()]
+
+
+def network_inputs(clip: Path, options, size: int, batch: int, batches: list | None = None) -> NetworkInputs:
+    """Track the clip as the edit does and crop its face frames (untimed)."""
+    import numpy as np
+
+    from cmet_cli import faces, media, pipeline
+
+    info = media.probe(clip)
+    face_track = pipeline.track(info, options, faces.make_detector(options.detector))
+    batches = batches if batches is not None else planned_batches(face_track.present, batch)
+    wanted = {int(i) for b in batches for i in b} | {face_track.reference}
+    crops = {i: faces.crop(f, faces.CropBox.from_row(face_track.boxes[i]), size)
+             for i, f in enumerate(media.read_frames(info)) if i in wanted}
+    return NetworkInputs(crops[face_track.reference], batches, [np.stack([crops[int(i)] for i in b]) for b in batches])
+
+
+def network_only(models, keyframes, blend: float, n_frames: int, inputs: NetworkInputs) -> Span:
+    """The crops, in the edit's batches, through a fresh CmetEditor (source encoding included)."""
+    from cmet_cli.pipeline import CmetEditor
+
+    editor = CmetEditor(models, keyframes, blend)
+    with timed() as span:
+        editor.begin(inputs.reference, n_frames, FPS)
+        for idx, crops in zip(inputs.batches, inputs.crops):
+            editor(crops, idx)
+        _sync(models.device)
+    return span
+
+
+def _same_batches(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(len(x) == len(y) and (x == y).all() for x, y in zip(a, b))
+
+
+def loadavg() -> float | None:
+    """The 1-minute load average (other work on the machine skews every timing)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _device_info(device) -> tuple[str, float | None]:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device), torch.cuda.max_memory_allocated(device) / 2**20
+    return cpu_model(), None
+
+
+def _load(spec: RunSpec) -> tuple[Any, Any, list, float]:
+    """Options, models and emotion keyframes of the run, and the seconds loading took."""
+    from cmet_cli import pipeline
+
+    options = _options(spec)
+    started = time.perf_counter()
+    models = pipeline.load_models(options)
+    keyframes = pipeline.emotion_plan(options, models)
+    return options, models, keyframes, time.perf_counter() - started
+
+
+def _edit(spec: RunSpec, options, models, keyframes) -> tuple[Any, Span, Any, float]:
+    """The real edit, timed: (EditResult, span, the measured editor, the start time)."""
+    from cmet_cli import pipeline
+
+    editor = _measured_editor_class()(models, keyframes, options.blend, count_flops=spec.count_flops)
+    runner = pipeline.Editor(options, models=models, face_editor=editor)
+    with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
+        with timed() as span:
+            started = time.perf_counter()
+            result = runner.edit(spec.clip, Path(tmp) / "out.mp4")
+    return result, span, editor, started
+
+
+def _reset_peaks(device) -> bool:
+    """Reset the host (and device) memory peaks before the edit; False if the host peak cannot be reset."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the edit's peak; the weights stay counted
+    return reset_peak_rss()
+
+
+def run_child(spec: RunSpec) -> dict:
+    """Load the models; time the network alone, the real edit, the network alone again; return the numbers.
+
+    The two network-only passes sandwich the edit, so that a drift of the machine's load between them
+    cancels (to first order) in their mean.
+    """
+    import torch
+
+    from cmet_cli import media, pipeline
+
+    options, models, keyframes, load_s = _load(spec)
+    batch = options.batch_size or pipeline.default_batch_size(models.device)
+    n_frames = media.probe(spec.clip).frame_count
+    if spec.warm_up:
+        _warm_up(models, keyframes, batch)
+    network: list[Span] = []
+    planned: list = []
+    loads = {"before": loadavg()}
+    if spec.network_only:
+        inputs = network_inputs(Path(spec.clip), options, models.crop_size, batch)
+        network.append(network_only(models, keyframes, options.blend, n_frames, inputs))
+        loads["after_network_only_1"], planned = loadavg(), inputs.batches
+        del inputs
+    before_rss = peak_rss_mb()
+    can_reset = _reset_peaks(models.device)
+    result, end_to_end, editor, started = _edit(spec, options, models, keyframes)
+    loads["after_end_to_end"] = loadavg()
+    run_rss = peak_rss_mb()
+    device_name, device_mb = _device_info(models.device)
+    if spec.network_only and editor.batches:
+        inputs = network_inputs(Path(spec.clip), options, models.crop_size, batch, editor.batches)
+        if not _same_batches(planned, editor.batches):
+            network = []  # the edit grouped frames differently: only the second pass is comparable
+        network.append(network_only(models, keyframes, options.blend, n_frames, inputs))
+        loads["after_network_only_2"] = loadavg()
+    return {
+        "frames": result.frames, "face_frames": result.face_frames, "batch_size": batch,
+        "load_s": load_s, "end_to_end_s": end_to_end.wall_s, "end_to_end_cpu_s": end_to_end.cpu_s,
+        "track_s": editor.began_at - started, "edit_pass_s": started + end_to_end.wall_s - editor.began_at,
+        "network_in_run_s": editor.network_s, "network_s": [n.wall_s for n in network],
+        "network_cpu_s": [n.cpu_s for n in network], "flops": editor.flops, "source_flops": editor.source_flops,
+        "peak_rss_mb": max(before_rss, run_rss), "before_edit_peak_rss_mb": before_rss,
+        "run_peak_rss_mb": run_rss if can_reset else None, "peak_device_mb": device_mb, "device_name": device_name,
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[models.dtype],
+        "torch_threads": torch.get_num_threads(), "loadavg": loads,
+    }
+
+
+# ---------------------------------------------------------------- the parent
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(spec: RunSpec) -> dict:
+    """Run one measurement in a fresh Python process; its last stdout line is the JSON result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(spec))]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark run failed (exit {proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def summary(raw: dict, device: str) -> dict:
+    """The report: the required keys first, then the detail."""
+    edited = max(1, raw["face_frames"])
+    passes, cpu = raw["network_s"], raw["network_cpu_s"]
+    network_s = sum(passes) / len(passes) if passes else None  # the mean of the passes around the edit
+    network_cpu_s = sum(cpu) / len(cpu) if cpu else None
+    report = {
+        "device": device,
+        "precision": raw["precision"],
+        "frames": raw["frames"],
+        "gflop_per_frame": raw["flops"] / edited / 1e9 if raw["flops"] else None,
+        "network_fps": edited / network_s if network_s else None,
+        "end_to_end_fps": raw["frames"] / raw["end_to_end_s"],
+        "overhead_ratio": raw["end_to_end_s"] / network_s if network_s else None,
+        "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        "peak_device_mb": None if raw["peak_device_mb"] is None else round(raw["peak_device_mb"], 1),
+        "device_name": raw["device_name"],
+        "before_edit_peak_rss_mb": round(raw["before_edit_peak_rss_mb"], 1),
+        "run_peak_rss_mb": None if raw["run_peak_rss_mb"] is None else round(raw["run_peak_rss_mb"], 1),
+        "edited_frames": raw["face_frames"],
+        "batch_size": raw["batch_size"],
+        "source_gflop": raw["source_flops"] / 1e9 if raw["flops"] else None,
+        "end_to_end_s": raw["end_to_end_s"],
+        "track_s": raw["track_s"],
+        "edit_pass_s": raw["edit_pass_s"],
+        "network_in_run_s": raw["network_in_run_s"],
+        "network_s": network_s,
+        "network_passes_s": [round(t, 3) for t in passes],
+        "end_to_end_cpu_s": raw["end_to_end_cpu_s"],
+        "network_cpu_s": network_cpu_s,
+        "cpu_overhead_ratio": raw["end_to_end_cpu_s"] / network_cpu_s if network_cpu_s else None,
+        "serial_overhead_ratio": raw["end_to_end_s"] / raw["network_in_run_s"] if raw["network_in_run_s"] else None,
+        "edit_pass_ratio": raw["edit_pass_s"] / network_s if network_s else None,
+        "load_s": raw["load_s"],
+        "torch_threads": raw["torch_threads"],
+        "nproc": os.cpu_count(),
+        "loadavg_1m": raw["loadavg"],
+    }
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}
+
+
+def headline(report: dict) -> str:
+    """One readable line of the report's main numbers."""
+    def fmt(key: str, unit: str = "") -> str:
+        value = report.get(key)
+        return "n/a" if value is None else f"{value:g}{unit}"
+
+    parts = [f"{report['device']} {report['precision']}, {report['frames']} frames:",
+             f"network {fmt('network_fps')} fps, end to end {fmt('end_to_end_fps')} fps,",
+             f"overhead {fmt('overhead_ratio')}, {fmt('gflop_per_frame')} GFLOP/frame, peak RSS {fmt('peak_rss_mb')} MB"]
+    if "rss_ratio" in report:
+        parts.append(f"(RSS ratio 60 s / 10 s: {report['rss_ratio']:g})")
+    return " ".join(parts)
+
+
+def bench(args: argparse.Namespace) -> dict:
+    cache = args.cache_dir
+    weights = args.weights_dir or standin_weights(cache, args.small_size if args.small_model else 256)
+    clip = make_clip(cache, args.frames, args.size)
+    spec = RunSpec(str(clip), str(weights), args.device, args.precision, args.batch_size, compile=args.compile)
+    return summary(measure(spec), args.device)
+
+
+def rss_scaling(args: argparse.Namespace) -> dict:
+    """Peak RSS of a 10 s and a 60 s clip with the small model; the ratio should be ≤ 1.1."""
+    weights = args.weights_dir or standin_weights(args.cache_dir, args.small_size)
+    runs = {}
+    for seconds in RSS_SECONDS:
+        clip = make_clip(args.cache_dir, seconds * FPS, args.size)
+        spec = RunSpec(str(clip), str(weights), args.device, args.precision, args.batch_size,
+                       network_only=False, count_flops=False)
+        runs[seconds] = summary(measure(spec), args.device)
+        print(f"{seconds:>3d} s: {json.dumps(runs[seconds])}", flush=True)
+    return rss_report(runs[RSS_SECONDS[0]], runs[RSS_SECONDS[1]])
+
+
+def rss_report(short: dict, long: dict) -> dict:
+    """The long run's report plus both peaks and their ratios (whole process; run only, after loading)."""
+    a, b = RSS_SECONDS
+    report = dict(long)
+    report.update({"mode": "rss-scaling", f"peak_rss_{a}s_mb": short["peak_rss_mb"], f"peak_rss_{b}s_mb": long["peak_rss_mb"],
+                   "rss_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 4)})
+    if short["run_peak_rss_mb"] and long["run_peak_rss_mb"]:
+        report.update({f"run_peak_rss_{a}s_mb": short["run_peak_rss_mb"], f"run_peak_rss_{b}s_mb": long["run_peak_rss_mb"],
+                       "run_rss_ratio": round(long["run_peak_rss_mb"] / short["run_peak_rss_mb"], 4)})
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=50, help="clip length in frames at 25 fps (default 50: 2 s)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    ap.add_argument("--size", type=parse_size, default=SIZES["720p"], help="720p | 1080p | WxH (default 720p)")
+    ap.add_argument("--small-model", action="store_true", help="a small generator (fast runs, memory checks)")
+    ap.add_argument("--small-size", type=int, default=SMALL_SIZE, choices=(8, 16, 32, 64, 128),
+                    help="crop size of the --small-model generator (default %(default)s)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    ap.add_argument("--batch-size", type=int, default=None, help="frames per network batch (default: the pipeline's)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
+    ap.add_argument("--rss-scaling", action="store_true",
+                    help=f"peak RSS of a {RSS_SECONDS[0]} s and a {RSS_SECONDS[1]} s clip with --small-model, and their ratio")
+    ap.add_argument("--weights-dir", type=Path, default=None, help="checkpoints under their official names (default: stand-ins)")
+    ap.add_argument("--cache-dir", type=Path, default=default_cache(), help="stand-in weights and clips (default %(default)s)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.frames < 1:
+        ap.error("--frames must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(RunSpec(**json.loads(args.child)))), flush=True)
+        return 0
+    if not SAMPLE.is_file():
+        raise SystemExit(f"{SAMPLE} is missing: the benchmark needs ../shared/data beside the checkout")
+    args.small_model = args.small_model or args.rss_scaling
+    report = rss_scaling(args) if args.rss_scaling else bench(args)
+    print(headline(report), flush=True)
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
