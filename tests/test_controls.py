@@ -385,7 +385,7 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
     def no_full_decode(*a, **k):
         raise AssertionError("the preview must not decode every frame into memory")
 
-    monkeypatch.setattr(media, "read_frames_at", no_full_decode)
+    monkeypatch.setattr(media, "read_frames", no_full_decode)
     sheet = tmp_path / "sheet.png"
     result = _cli("preview", clip, "--preset", "happy", "--frames", "3", "-o", sheet, "--box", BOX_ARG,
                   "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
@@ -405,11 +405,11 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
 
 
 def test_preview_frames_match_the_decoder(short_clip: Path) -> None:
-    from cmet_cli.preview import read_selected, sample_indices
+    from cmet_cli.preview import sample_indices
 
     info = media.probe(short_clip)
     picks = sample_indices(info.frame_count, 3)
     assert picks == [0, 2, 4]
-    selected = read_selected(info, picks)
+    selected = media.read_frames_at(info, picks)
     everything = list(media.read_frames(info))
     assert sorted(selected) == picks and all(np.array_equal(selected[i], everything[i]) for i in picks)

@@ -86,10 +86,10 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = PAYLOAD[start:]
+        RangeHandler.sent += len(body)  # counted before sending: the client may finish before this thread resumes
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        RangeHandler.sent += len(body)
 
     def log_message(self, *args):
         pass

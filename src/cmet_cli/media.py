@@ -1,10 +1,11 @@
 """Media I/O through ffmpeg: probe, decode frames, encode frames, mux the original audio.
 
-Every ffmpeg call is an argument list (ffmpeg-python graphs or plain lists), never a shell string.
+Every ffmpeg/ffprobe command is built with ffmpeg-python (graphs compiled to argument lists, or
+``ffmpeg.probe``) and run without a shell; file names go in as absolute paths so that a name starting
+with ``-`` can never be read as an option.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -42,7 +43,7 @@ def ffmpeg_binary() -> str:
 MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
 CONTAINER_AUDIO = {"mp4": MP4_AUDIO, "mov": MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_f32le"}, "matroska": None}
 # Exact rounding in the RGB <-> YUV conversions: without it every re-encode shifts colours by one level.
-SWS = ["-sws_flags", "accurate_rnd+full_chroma_int"]
+SWS = {"sws_flags": "accurate_rnd+full_chroma_int"}
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
@@ -115,8 +116,19 @@ def _arg(path: str | Path) -> str:
     return str(Path(path).absolute())
 
 
-def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), stdin=subprocess.DEVNULL, capture_output=True)
+def _ffmpeg_cmd() -> list[str]:
+    return [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", "error", "-y"]
+
+
+def _probe(path: str | Path, **options) -> dict:
+    """``ffprobe`` as JSON (ffmpeg-python); raises MediaError with ffprobe's last line."""
+    import ffmpeg
+
+    try:
+        return ffmpeg.probe(_arg(path), cmd=ffprobe_binary(), v="error", **options)
+    except ffmpeg.Error as exc:
+        last = (exc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
+        raise MediaError(f"{path}: not a readable video ({last})") from None
 
 
 def _rotation(stream: dict) -> int:
@@ -141,12 +153,7 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: no such file")
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, not a video")
-    cmd = [ffprobe_binary(), "-v", "error", "-count_packets", "-show_streams", "-show_format", "-of", "json", _arg(path)]
-    result = _run(cmd)
-    if result.returncode != 0:
-        last = (result.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
-        raise MediaError(f"{path}: not a readable video ({last})")
-    meta = json.loads(result.stdout or b"{}")
+    meta = _probe(path, count_packets=None)
     streams = meta.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
     if video is None:
@@ -191,9 +198,7 @@ def read_frames(info: VideoInfo, start: int = 0, count: int | None = None) -> It
     duplicated, whatever the frame rate does.
     """
     frame_bytes = info.width * info.height * 3
-    cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-i", _arg(info.path), "-map", "0:v:0",
-           "-fps_mode", "passthrough", *SWS, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    proc = subprocess.Popen(_decode_cmd(info), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
     tail = _StderrTail(proc.stderr)
     index, produced = 0, 0
     try:
@@ -214,16 +219,49 @@ def read_frames(info: VideoInfo, start: int = 0, count: int | None = None) -> It
         raise MediaError(f"{info.path}: cannot decode video ({tail.last()})")
 
 
+def _decode_cmd(info: VideoInfo, select: Sequence[int] = ()) -> list[str]:
+    """Decode the first video stream to raw RGB on stdout; ``select``: only those frame indices."""
+    import ffmpeg
+
+    video = ffmpeg.input(_arg(info.path))["v:0"]
+    extra = {}
+    if select:
+        video = video.filter("select", "+".join(f"eq(n,{i})" for i in select))
+        extra["frames:v"] = len(select)
+    video = video.filter("scale", flags=SWS["sws_flags"]).filter("format", "rgb24")  # the conversion, explicit
+    out = ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough", **extra)
+    return out.compile(cmd=_ffmpeg_cmd())
+
+
 def read_frames_at(info: VideoInfo, indices: Sequence[int]) -> dict[int, np.ndarray]:
-    """A few frames by index (for previews), decoded in one pass that stops after the last one."""
+    """A few frames by index (for previews): only those are converted and piped, decoding stops after the last.
+
+    Falls back to reading every frame up to the last one if ffmpeg does not hand back exactly those frames.
+    """
     wanted = sorted(set(int(i) for i in indices))
-    out: dict[int, np.ndarray] = {}
     if not wanted:
-        return out
-    for i, frame in enumerate(read_frames(info, 0, wanted[-1] + 1)):
-        if i in wanted:
-            out[i] = frame.copy()
-    return out
+        return {}
+    frame_bytes = info.width * info.height * 3
+    proc = subprocess.run(_decode_cmd(info, wanted), stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode == 0 and len(proc.stdout) == frame_bytes * len(wanted):
+        frames = np.frombuffer(proc.stdout, np.uint8).reshape(len(wanted), info.height, info.width, 3)
+        return {i: frames[k].copy() for k, i in enumerate(wanted)}
+    return {i: f.copy() for i, f in enumerate(read_frames(info, 0, wanted[-1] + 1)) if i in set(wanted)}
+
+
+def decode_audio(path: str | Path, rate: int) -> np.ndarray:
+    """Any audio ffmpeg reads, as float32 mono at ``rate`` Hz (ffmpeg down-mixes and resamples)."""
+    import ffmpeg
+
+    out = ffmpeg.input(_arg(path)).output("pipe:1", format="f32le", acodec="pcm_f32le", ac=1, ar=rate, vn=None)
+    try:
+        proc = subprocess.run(out.compile(cmd=_ffmpeg_cmd()), stdin=subprocess.DEVNULL, capture_output=True)
+    except OSError as exc:
+        raise MediaError(f"{path}: running ffmpeg failed ({exc})") from None
+    if proc.returncode != 0 or not proc.stdout:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise MediaError(lines[-1] if lines else "no audio stream")
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
 def output_format(path: str | Path) -> str:
@@ -233,15 +271,13 @@ def output_format(path: str | Path) -> str:
     return FORMAT_BY_SUFFIX[suffix]
 
 
-def audio_plan(info: VideoInfo, fmt: str) -> tuple[list[str], str | None]:
-    """ffmpeg arguments for the audio streams, and a note when they have to be re-encoded."""
-    if not info.audio:
-        return [], None
+def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
+    """Output options for the audio streams (copied where the container allows), and a note when re-encoded."""
     allowed = CONTAINER_AUDIO.get(fmt)
     if allowed is None or all(a.codec in allowed for a in info.audio):
-        return ["-map", "1:a", "-c:a", "copy"], None
+        return {"acodec": "copy"}, None
     codecs = ", ".join(sorted({a.codec for a in info.audio}))
-    return ["-map", "1:a", "-c:a", "aac", "-b:a", "256k"], f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
+    return {"acodec": "aac", "b:a": "256k"}, f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
 
 
 class FrameWriter:
@@ -259,21 +295,25 @@ class FrameWriter:
         self.width = width or info.width
         self.height = info.height
         self.frames = 0
-        fmt = fmt or output_format(self.path)
-        audio_args, self.audio_note = audio_plan(info, fmt) if audio_from else ([], None)
-        pix_fmt = "yuv444p" if self.width % 2 or self.height % 2 else "yuv420p"
-        video_args = ["-map", "0:v:0", *SWS, "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt]
-        cmd = [ffmpeg_binary(), "-nostdin", "-v", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
-               "-framerate", f"{info.fps.numerator}/{info.fps.denominator}", "-i", "pipe:0"]
-        if audio_args:
-            cmd += ["-i", _arg(audio_from)]
-        cmd += video_args + audio_args
-        if fmt in ("mp4", "mov"):
-            cmd += ["-movflags", "+faststart"]
-        cmd += ["-f", fmt, _arg(self.path)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(self._command(info, crf, preset, audio_from, fmt or output_format(self.path)), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._tail = _StderrTail(self._proc.stderr)
+
+    def _command(self, info: VideoInfo, crf: int, preset: str, audio_from: str | Path | None, fmt: str) -> list[str]:
+        import ffmpeg
+
+        frames = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}",
+                              framerate=f"{info.fps.numerator}/{info.fps.denominator}")
+        streams = [frames["v"]]
+        options = {"vcodec": "libx264", "preset": preset, "crf": crf, "format": fmt, **SWS,
+                   "pix_fmt": "yuv444p" if self.width % 2 or self.height % 2 else "yuv420p"}
+        self.audio_note = None
+        if audio_from and info.audio:
+            audio_options, self.audio_note = audio_plan(info, fmt)
+            streams.append(ffmpeg.input(_arg(audio_from))["a"])
+            options.update(audio_options)
+        if fmt in ("mp4", "mov"):
+            options["movflags"] = "+faststart"
+        return ffmpeg.output(*streams, _arg(self.path), **options).compile(cmd=_ffmpeg_cmd())
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
@@ -316,22 +356,18 @@ class FrameWriter:
 
 def audio_packets(path: str | Path) -> list[tuple[str, str, str]]:
     """(pts, size, sha256 of the data) of every audio packet: the test that audio was copied unchanged."""
-    cmd = [ffprobe_binary(), "-v", "error", "-select_streams", "a", "-show_packets", "-show_data_hash", "sha256",
-           "-show_entries", "packet=pts,size,data_hash", "-of", "csv=p=0", _arg(path)]
-    result = _run(cmd)
-    if result.returncode != 0:
-        raise MediaError(f"{path}: cannot read audio packets")
-    return [tuple(line.split(",")) for line in result.stdout.decode().split()]  # type: ignore[misc]
+    meta = _probe(path, select_streams="a", show_packets=None, show_data_hash="sha256",
+                  show_entries="packet=pts,size,data_hash")
+    return [(str(p.get("pts")), str(p.get("size")), str(p.get("data_hash"))) for p in meta.get("packets", [])]
 
 
 def is_video(path: str | Path) -> bool:
     """Whether ffprobe finds a (non-still-image) video stream in the file."""
-    cmd = [ffprobe_binary(), "-v", "error", "-show_entries", "format=format_name:stream=codec_type,codec_name",
-           "-of", "json", _arg(path)]
-    result = _run(cmd)
-    if result.returncode != 0:
+    try:
+        meta = _probe(path)
+    except MediaError:
         return False
-    meta = json.loads(result.stdout or b"{}")
-    if "image2" in meta.get("format", {}).get("format_name", "") or "_pipe" in meta.get("format", {}).get("format_name", ""):
+    format_name = meta.get("format", {}).get("format_name", "")
+    if "image2" in format_name or "_pipe" in format_name:
         return False
     return any(s.get("codec_type") == "video" for s in meta.get("streams", []))

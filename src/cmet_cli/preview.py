@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -28,27 +26,6 @@ def sample_indices(frame_count: int, n: int) -> list[int]:
     """``n`` evenly spaced frame indices, centred in equal segments of the clip."""
     n = max(1, min(n, frame_count))
     return sorted({int((k + 0.5) * frame_count / n) for k in range(n)})
-
-
-def read_selected(info: media.VideoInfo, indices: Sequence[int]) -> dict[int, np.ndarray]:
-    """The frames at ``indices`` (decode order), converted exactly as ``media.read_frames`` does, and only those.
-
-    Falls back to ``media.read_frames_at`` if ffmpeg does not hand back exactly those frames.
-    """
-    wanted = sorted(set(int(i) for i in indices))
-    if not wanted:
-        return {}
-    frame_bytes = info.width * info.height * 3
-    select = "+".join(f"eq(n,{i})" for i in wanted)
-    cmd = [media.ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(info.path), "-map", "0:v:0",
-           "-vf", f"select='{select}'", "-fps_mode", "passthrough", "-frames:v", str(len(wanted)),
-           *getattr(media, "SWS", ()), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
-    data = proc.stdout
-    if proc.returncode != 0 or len(data) != frame_bytes * len(wanted):
-        return media.read_frames_at(info, wanted)
-    frames = np.frombuffer(data, np.uint8).reshape(len(wanted), info.height, info.width, 3)
-    return {i: frames[k].copy() for k, i in enumerate(wanted)}
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -74,7 +51,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     editor.load()
     for warning in presets.weak_warnings(editor.keyframes):
         log.warning(warning)
-    picks = read_selected(info, sample_indices(info.frame_count, n_frames))
+    picks = media.read_frames_at(info, sample_indices(info.frame_count, n_frames))
     order = sorted(picks)
     detector = editor.detector()
     boxes: dict[int, faces.CropBox] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -391,23 +390,12 @@ def _read_soundfile(path: Path) -> np.ndarray:
 
 
 def _read_ffmpeg(path: Path, soundfile_reason: str) -> np.ndarray:
-    from .media import ffmpeg_binary
+    from .media import decode_audio
 
     try:
-        binary = ffmpeg_binary()
-    except MediaError:
-        raise MediaError(f"cannot decode speech file {path}: {soundfile_reason}, and ffmpeg is not available") from None
-    cmd = [binary, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path.absolute()),
-           "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False)
-    except OSError as exc:
-        raise MediaError(f"cannot decode speech file {path}: running {binary} failed ({exc})") from None
-    if proc.returncode != 0 or not proc.stdout:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = lines[-1] if lines else "no audio stream"
-        raise MediaError(f"cannot decode speech file {path}: {reason}")
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+        return decode_audio(path, SAMPLE_RATE)
+    except MediaError as exc:
+        raise MediaError(f"cannot decode speech file {path}: {exc} ({soundfile_reason})") from None
 
 
 def load_speech(path: str | Path) -> np.ndarray:
