@@ -110,3 +110,16 @@ def test_writer_refuses_wrong_frames(tmp_path):
     with pytest.raises(ValueError):
         writer.write(np.zeros((10, 10, 3), np.uint8))
     writer.abort()
+
+
+def test_stream_copied_cut_writes_the_frames_that_decode(tmp_path, data_dir):
+    """A cut made with `-c copy` holds packets before its start that never show: they are not frames."""
+    cut = tmp_path / "cut.mp4"
+    ffmpeg("-ss", "1.3", "-i", str(SAMPLE), "-t", "2", "-c", "copy", str(cut))
+    info = media.probe(cut)
+    shown = media.count_frames(info)
+    assert shown == len(list(media.read_frames(info)))
+    out = tmp_path / "out.mp4"
+    passthrough(cut, out)
+    assert media.probe(out).frame_count == shown
+    assert media.audio_packets(out) == media.audio_packets(cut)

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -25,7 +25,7 @@ from .pipeline import EditOptions, EditResult, Editor
 
 OUTPUT_SUFFIX = ".mp4"
 SKIP_SUFFIXES = {".txt", ".json", ".md", ".csv", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac",
-                 ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".npy", ".part"}
+                 ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".npy"}
 STATUSES = ("done", "skipped", "failed")
 REPORT_VERSION = 1
 
@@ -120,14 +120,12 @@ def complete_frames(job: Job) -> int | None:
     """
     try:
         done = media.probe(job.output).frame_count
-        wanted = media.probe(job.input).frame_count
+        source = media.probe(job.input)
+        if done != source.frame_count:  # a stream-copied cut has more packets than frames that show
+            source = replace(source, frame_count=media.count_frames(source))
     except CmetError:
         return None
-    return done if done == wanted > 0 else None
-
-
-def is_complete(job: Job) -> bool:
-    return complete_frames(job) is not None
+    return done if done == source.frame_count > 0 else None
 
 
 def _bank_names(options: EditOptions) -> set[str] | None:
@@ -298,6 +296,7 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
         raise
     finally:
         pool.shutdown(wait=True)
+        pipeline.CANCEL.clear()  # a later edit in this process must not see the old interrupt
         torch.set_num_threads(threads)
 
 

@@ -17,7 +17,6 @@ import click
 from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".flv", ".3gp"}
 EPILOG = """\b
 Exit codes: 0 all inputs done or skipped, 1 some input failed, 2 usage error,
 130/143 interrupted (Ctrl-C / SIGTERM; no partial output is left).
@@ -121,7 +120,7 @@ def _parse_box(ctx, param, value):
               help="Print one JSON object per input on stdout (with code_change and vector_norm: the emotion's strength).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
 @click.option("-v", "--verbose", count=True,
-              help="More detail: a line per output with its expression change and semantic vector norm (-vv: debug, tracebacks).")
+              help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
          batch_size, compile_, weights_dir, detector, box, face, crf, colour_match, compare, recursive, overwrite,
          jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
@@ -215,7 +214,7 @@ def download_weights(only, from_dir, check, include_sample, quiet):
     unknown = [n for n in only if n not in lock]
     if unknown:
         _fail(f"unknown entry {', '.join(unknown)}; models.lock has {', '.join(lock)}", EXIT_USAGE)
-    names = list(only) or [n for n in lock if n != "sample-video" or include_sample]
+    names = list(only) or [n for n in lock if n != "sample-video" or include_sample or check]
     if check:
         bad = 0
         for name in names:

@@ -14,6 +14,7 @@ so 1.20 (10 % each side) reproduces the FOMM margin.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -143,29 +144,37 @@ class FanDetector:
         return out
 
 
+_TORCH_HOME_LOCK = threading.Lock()
+
+
 def _landmark_model(landmarks_path: str, detector_path: str, device: str):
-    """face-alignment's FaceAlignment reading our verified 2DFAN-4 file (it looks in $TORCH_HOME/hub/checkpoints)."""
+    """face-alignment's FaceAlignment reading our verified 2DFAN-4 file.
+
+    It only looks in ``$TORCH_HOME/hub/checkpoints``: a private temporary folder links to our file there, and
+    the variable is changed under a lock so that parallel edits (``--jobs``) never see each other's value.
+    """
     import os
+    import tempfile
     from pathlib import Path
 
     import face_alignment
 
-    hub = Path(landmarks_path).parent / "torch-hub"
+    hub = Path(tempfile.mkdtemp(prefix="cmet-torch-hub-"))
     link = hub / "hub" / "checkpoints" / Path(landmarks_path).name
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(Path(landmarks_path).resolve())
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(hub)
-    try:
-        return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, flip_input=False,
-                                            compile=False, face_detector="sfd",
-                                            face_detector_kwargs={"path_to_detector": detector_path})
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = previous
+    link.parent.mkdir(parents=True)
+    link.symlink_to(Path(landmarks_path).resolve())
+    with _TORCH_HOME_LOCK:
+        previous = os.environ.get("TORCH_HOME")
+        os.environ["TORCH_HOME"] = str(hub)
+        try:
+            return face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device, flip_input=False,
+                                                compile=False, face_detector="sfd",
+                                                face_detector_kwargs={"path_to_detector": detector_path})
+        finally:
+            if previous is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = previous
 
 
 def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:

@@ -223,7 +223,7 @@ def _decode_cmd(info: VideoInfo, select: Sequence[int] = ()) -> list[str]:
     """Decode the first video stream to raw RGB on stdout; ``select``: only those frame indices."""
     import ffmpeg
 
-    video = ffmpeg.input(_arg(info.path))["v:0"]
+    video = ffmpeg.input(_arg(info.path))["V:0"]  # V: not cover art, as probe picks
     extra = {}
     if select:
         video = video.filter("select", "+".join(f"eq(n,{i})" for i in select))
@@ -231,6 +231,13 @@ def _decode_cmd(info: VideoInfo, select: Sequence[int] = ()) -> list[str]:
     video = video.filter("scale", flags=SWS["sws_flags"]).filter("format", "rgb24")  # the conversion, explicit
     out = ffmpeg.output(video, "pipe:1", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough", **extra)
     return out.compile(cmd=_ffmpeg_cmd())
+
+
+def count_frames(info: VideoInfo) -> int:
+    """The number of frames that decode (ffprobe decodes the stream: exact, and cheaper than RGB frames)."""
+    meta = _probe(info.path, count_frames=None, select_streams="V:0")
+    stream = next(iter(meta.get("streams", [])), {})
+    return int(stream.get("nb_read_frames") or info.frame_count)
 
 
 def read_frames_at(info: VideoInfo, indices: Sequence[int]) -> dict[int, np.ndarray]:

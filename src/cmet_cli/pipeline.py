@@ -79,6 +79,10 @@ class EditOptions:
             raise UsageError(f"--precision must be fp32, bf16 or fp16, not {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise UsageError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}")
+        if self.face is not None and self.face < 1:
+            raise UsageError("--face counts from 1 (the largest face)")
+        if not 0 <= self.crf <= 51:
+            raise UsageError(f"--crf must be between 0 and 51, not {self.crf}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         for clip in (*self.emotion_speech, *self.neutral_speech):
@@ -339,8 +343,8 @@ class CmetEditor:
         import torch
 
         self.n_frames = n_frames
-        w = timeline.weights(self.keyframes, n_frames, fps, self.blend)
-        self.vectors, self.strength = timeline.frame_vectors(self.keyframes, w)
+        self.weights = timeline.weights(self.keyframes, n_frames, fps, self.blend)  # (N, 1+K): small
+        self.strength = timeline.frame_vectors(self.keyframes, self.weights)[1] if n_frames else np.zeros(0, np.float32)
         self.prev = None
         with torch.inference_mode(), self._autocast():
             self.source = self.models.generator.encode_source(self._to_tensor(reference[None]))  # type: ignore[attr-defined]
@@ -349,7 +353,11 @@ class CmetEditor:
         """One semantic vector per 5-frame window: the mean of its frames' vectors."""
         pad = (-len(frames)) % WINDOW
         idx = np.concatenate([frames, np.repeat(frames[-1:], pad)]).reshape(-1, WINDOW)
-        return self.vectors[idx].mean(axis=1)
+        return self.vectors(idx.ravel()).reshape(*idx.shape, -1).mean(axis=1)
+
+    def vectors(self, frames: np.ndarray) -> np.ndarray:
+        """The semantic vector of each frame (computed per batch: an (N, 1024) table would grow with the clip)."""
+        return timeline.frame_vectors(self.keyframes, self.weights[frames])[0]
 
     def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -371,7 +379,7 @@ class CmetEditor:
             else:
                 edited = exp
             self.change_sum += float((edited - exp).abs().mean()) * len(frames)
-            self.norm_sum += float(np.linalg.norm(self.vectors[frames] * self.strength[frames, None], axis=1).sum())
+            self.norm_sum += float(np.linalg.norm(self.vectors(frames) * self.strength[frames, None], axis=1).sum())
             self.change_n += len(frames)
             self._tick("transfer", len(frames))
             with self._autocast():
@@ -485,6 +493,12 @@ class _Writer:
             raise self.error
         self.q.put(job)
 
+    def stop(self) -> None:
+        """Drop what is queued and end the thread (after the encoder was aborted)."""
+        self.error = self.error or KeyboardInterrupt("stopped")
+        self.q.put(_END)
+        self.thread.join()
+
     def finish(self) -> None:
         self.q.put(_END)
         self.thread.join()
@@ -496,24 +510,30 @@ class _Writer:
 
 def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
           config: faces.TrackConfig = faces.TrackConfig()) -> faces.FaceTrack:
-    """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes."""
+    """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes.
+
+    The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames).
+    """
     if options.box:
-        return faces.fixed_track(options.box, info.frame_count)
+        return faces.fixed_track(options.box, media.count_frames(info))
     detector = detector or faces.make_detector(options.detector)
     every = max(1, config.keyframe_every)
-
-    def keyframes() -> Iterator[tuple[int, list[faces.Detection]]]:
-        for i, frame in enumerate(media.read_frames(info)):
-            _check_cancel()
-            if i % every == 0 or i == info.frame_count - 1:
-                yield i, detector(frame)
-            if progress and (i % every == 0):
+    keys: list[tuple[int, list[faces.Detection]]] = []
+    count, last = 0, None
+    for i, frame in enumerate(media.read_frames(info)):
+        _check_cancel()
+        count, last = i + 1, frame
+        if i % every == 0:
+            keys.append((i, detector(frame)))
+            if progress:
                 progress("track faces", i + 1, info.frame_count)
-        if progress:
-            progress("track faces", info.frame_count, info.frame_count)
-
-    return faces.track_faces(keyframes(), info.frame_count, float(info.fps), getattr(detector, "name", "cascade"),
-                             options.face, config)
+    if last is not None and (count - 1) % every:
+        keys.append((count - 1, detector(last)))  # the last frame too, so the track reaches the end
+    if progress:
+        progress("track faces", count, count)
+    if count == 0:
+        raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
+    return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
 
 
 def temp_output(output: Path) -> Path:
@@ -530,7 +550,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     size = getattr(editor, "crop_size", faces.CROP)
     present = face_track.present
     mask = faces.face_mask(size)
-    ref_frame = next(iter(media.read_frames(info, face_track.reference, 1)), None)
+    ref_frame = media.read_frames_at(info, [face_track.reference]).get(face_track.reference)
     if ref_frame is None:
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
     editor.begin(faces.crop(ref_frame, faces.CropBox.from_row(face_track.boxes[face_track.reference]), size),
@@ -539,47 +559,44 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     written = 0
+    writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
+                               fmt=fmt, width=width)
+    sink = _Writer(writer, options.compare)
+    finished = False
     try:
-        writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
-                                   fmt=fmt, width=width)
-        if writer.audio_note:
-            log.info(writer.audio_note)
-        sink = _Writer(writer, options.compare)
-        try:
-            # decoding and cropping run in a background thread, one batch ahead (bounded memory)
-            cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
-            for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
-                _check_cancel()
-                rendered: dict[int, np.ndarray] = {}
-                if len(have):
-                    edited = editor(originals, have)
-                    for k, i in enumerate(have):
-                        face = edited[k]
-                        if options.colour_match:
-                            face = faces.match_colour(face, originals[k], mask)
-                        rendered[int(i)] = face
+        # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+        cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
+        for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
+            _check_cancel()
+            rendered: dict[int, np.ndarray] = {}
+            if len(have):
+                edited = editor(originals, have)
+                for k, i in enumerate(have):
+                    face = edited[k]
+                    if options.colour_match:
+                        face = faces.match_colour(face, originals[k], mask)
+                    rendered[int(i)] = face
 
-                def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
-                    for j, frame in enumerate(frames):
-                        i = start + j
-                        out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
-                        yield frame, out
+            def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
+                for j, frame in enumerate(frames):
+                    i = start + j
+                    out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
+                    yield frame, out
 
-                sink.put(job)
-                written += len(frames)
-                if progress:
-                    progress("write", written, info.frame_count)
-        except BaseException:
-            sink.q.put(_END)
-            sink.thread.join()
-            writer.abort()
-            raise
+            sink.put(job)
+            written += len(frames)
+            if progress:
+                progress("write", written, info.frame_count)
         sink.finish()
         writer.close()
+        finished = True
         if writer.frames != info.frame_count:
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
         os.replace(tmp, output)
     finally:
+        if not finished:
+            writer.abort()  # first: the writer thread's pending writes then fail at once
+            sink.stop()
         tmp.unlink(missing_ok=True)
     return written, int(present.sum())
 
@@ -607,12 +624,13 @@ class Editor:
             log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
         elif self.models is not None and not hasattr(self, "keyframes"):
             self.keyframes = emotion_plan(self.options, self.models)
+        self.detector()  # a detector that cannot be built is a usage error of the run, not of each file
 
     def detector(self):
         if self._detector is None and not self.options.box:
             from . import weights
 
-            self._detector = faces.make_detector(self.options.detector, _fan_paths(weights))
+            self._detector = faces.make_detector(self.options.detector, _fan_paths(weights, self.options.weights_dir))
         return self._detector
 
     def edit(self, input: str | Path, output: str | Path) -> EditResult:
@@ -627,6 +645,14 @@ class Editor:
         self.load()
         result.warnings += presets.weak_warnings(getattr(self, "keyframes", ()))
         face_track = track(info, self.options, self.detector(), self.progress)
+        if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
+            result.warnings.append(f"{info.frame_count} video packets but {len(face_track.boxes)} frames decode: "
+                                   f"writing {len(face_track.boxes)} frames")
+            info = replace(info, frame_count=len(face_track.boxes))
+        if info.has_audio:
+            note = media.audio_plan(info, media.output_format(output))[1]
+            if note:
+                result.warnings.append(note)
         lost = int((~face_track.present).sum())
         if lost == info.frame_count:
             raise NoFaceError("the face was lost in every frame; give its position with --box X,Y,W,H")
@@ -641,10 +667,15 @@ class Editor:
         return result
 
 
-def _fan_paths(weights_module) -> dict:
+def _fan_paths(weights_module, weights_dir: Path | None = None) -> dict:
+    """face-alignment's files: from ``--weights-dir`` when there, else the verified cache."""
     lock = weights_module.load_lock()
     out = {}
     for name in ("fan-detector", "fan-landmarks"):
+        given = Path(weights_dir) / lock[name].filename if weights_dir else None
+        if given is not None and given.is_file():
+            out[name] = given
+            continue
         status = weights_module.check(lock[name])
         if status.state in ("verified", "recorded"):
             out[name] = status.path

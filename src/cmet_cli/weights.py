@@ -19,7 +19,8 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -118,14 +119,30 @@ def _records_path(root: Path) -> Path:
 def read_records(root: Path) -> dict[str, dict]:
     try:
         return json.loads(_records_path(root).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except FileNotFoundError:
         return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise WeightsError(f"{_records_path(root)} is corrupt: delete it and run `cmet download-weights --check`") from None
+
+
+@contextmanager
+def _records_lock(root: Path):
+    """Serialise read-modify-write of hashes.json (Ray workers may share one CMET_HOME)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".hashes.lock", "a") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except ImportError:  # Windows: no advisory locks; single writer assumed
+            pass
+        yield
 
 
 def _write_records(root: Path, records: dict[str, dict]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = _records_path(root).with_suffix(".json.part")
-    tmp.write_text(json.dumps(records, indent=1, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(prefix=".hashes.", suffix=".part", dir=root)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(records, indent=1, sort_keys=True))
     os.replace(tmp, _records_path(root))
 
 
@@ -176,16 +193,21 @@ def check(entry: LockEntry, root: Path | None = None, *, rehash: bool = False) -
         return Status(entry, path, True, "mismatch", f"sha256 {actual[:12]}… differs from {expected[:12]}…")
     if entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
         return Status(entry, path, True, "mismatch", f"sha256 does not start with {entry.sha256_prefix}")
-    if record.get("stamp") != stamp and expected:
-        _remember(root, entry, actual, path)
+    if record.get("stamp") != stamp:  # first use of an unrecorded file records its hash (trust on first use)
+        try:
+            _remember(root, entry, actual, path)
+        except OSError:  # a read-only shared cache: verified now, recorded by whoever installed it
+            pass
     verified = bool(pinned) or (entry.kind == "archive" and entry.sha256 and record.get("archive_sha256") == entry.sha256)
     return Status(entry, path, True, "verified" if verified else "recorded")
 
 
-def _remember(root: Path, entry: LockEntry, digest: str, path: Path) -> None:
-    records = read_records(root)
-    records[entry.name] = {"sha256": digest, "stamp": _stamp(path), "source": entry.url}
-    _write_records(root, records)
+def _remember(root: Path, entry: LockEntry, digest: str, path: Path, **extra) -> None:
+    with _records_lock(root):
+        records = read_records(root)
+        records[entry.name] = {**records.get(entry.name, {}), "sha256": digest, "stamp": _stamp(path),
+                               "source": entry.url, **extra}
+        _write_records(root, records)
 
 
 def require(entry: LockEntry, root: Path | None = None) -> Path:
@@ -203,7 +225,7 @@ def require(entry: LockEntry, root: Path | None = None) -> Path:
 # ---------------------------------------------------------------- installing
 
 def _verify_new(entry: LockEntry, tmp: Path, progress: ProgressFn | None = None) -> str:
-    digest = _content_hash(tmp, progress) if not tmp.is_dir() else sha256_tree(tmp)
+    digest = _content_hash(tmp, progress)
     if entry.sha256 and digest != entry.sha256:
         raise WeightsError(
             f"downloaded {entry.name} has sha256 {digest} but models.lock pins {entry.sha256}; "
@@ -214,12 +236,12 @@ def _verify_new(entry: LockEntry, tmp: Path, progress: ProgressFn | None = None)
     return digest
 
 
-def _place(entry: LockEntry, tmp: Path, root: Path, digest: str) -> Path:
+def _place(entry: LockEntry, tmp: Path, root: Path, digest: str, **extra) -> Path:
     final = installed_path(entry, root)
     if final.is_dir():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _remember(root, entry, digest, final)
+    _remember(root, entry, digest, final, **extra)
     return final
 
 
@@ -242,6 +264,8 @@ def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float = 3
                     if progress:
                         progress(done, total)
     except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already complete: verification decides
+            return
         raise WeightsError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
         host = urllib.parse.urlparse(url).hostname
@@ -253,6 +277,13 @@ def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float = 3
 
 def _extract_bank(archive: Path, pattern: str, out: Path) -> int:
     """Extract ``audios/<SOURCE>/<emotion>/emotion2vec+large_features/<stem>.npy`` as ``<emotion>/<SOURCE>_<stem>.npy``."""
+    try:
+        return _extract_members(archive, pattern, out)
+    except (tarfile.TarError, OSError) as exc:
+        raise WeightsError(f"cannot extract {archive.name}: {exc}; run `cmet download-weights --only bank` again") from None
+
+
+def _extract_members(archive: Path, pattern: str, out: Path) -> int:
     count = 0
     with tarfile.open(archive) as tar:
         for member in tar:
@@ -260,6 +291,8 @@ def _extract_bank(archive: Path, pattern: str, out: Path) -> int:
             if not (member.isfile() and fnmatch.fnmatch(rel, pattern)):
                 continue
             parts = rel.split("/")
+            if len(parts) != 5 or any(p in ("", ".", "..") for p in parts):  # fnmatch's * also matches "/"
+                continue
             source, emotion, stem = parts[1], parts[2], parts[-1]
             target = out / emotion / f"{source}_{stem}"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -278,15 +311,18 @@ def download(entry: LockEntry, root: Path | None = None, progress: ProgressFn | 
     part = root / f"{entry.filename}.download.part"
     _fetch(entry.url, part, progress)
     if entry.kind == "archive":
-        digest = _verify_new(entry, part)
+        try:
+            digest = _verify_new(entry, part)
+        except WeightsError:
+            part.unlink(missing_ok=True)
+            raise
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.", dir=root))
         try:
             _extract_bank(part, entry.path, staging)
-            final = _place(entry, staging, root, sha256_tree(staging))
+            final = _place(entry, staging, root, sha256_tree(staging), archive_sha256=digest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             part.unlink(missing_ok=True)
-        _note_archive(root, entry, digest)
         return final
     try:
         digest = _verify_new(entry, part)
@@ -294,12 +330,6 @@ def download(entry: LockEntry, root: Path | None = None, progress: ProgressFn | 
         part.unlink(missing_ok=True)
         raise
     return _place(entry, part, root, digest)
-
-
-def _note_archive(root: Path, entry: LockEntry, archive_digest: str) -> None:
-    records = read_records(root)
-    records.setdefault(entry.name, {})["archive_sha256"] = archive_digest
-    _write_records(root, records)
 
 
 def _candidates(entry: LockEntry, src: Path) -> Iterable[Path]:
@@ -322,7 +352,11 @@ def install_from(entry: LockEntry, src: Path, root: Path | None = None, progress
     if found.is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.", dir=root))
         shutil.rmtree(tmp)
-        shutil.copytree(found, tmp)
+        try:
+            shutil.copytree(found, tmp)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise WeightsError(f"cannot copy {found} into {root}: {exc}") from None
     else:
         tmp = root / f"{entry.filename}.copy.part"
         try:
@@ -348,7 +382,6 @@ class WeightPaths:
     connector: Path
     emotion2vec: Path | None = None
     bank: Path | None = None
-    fan: dict[str, Path] = field(default_factory=dict)
 
 
 def resolve(
