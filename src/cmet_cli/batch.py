@@ -132,15 +132,10 @@ def _bank_names(options: EditOptions) -> set[str] | None:
     """The preset names of the bank this run would use, or None when the bank cannot be found yet."""
     from . import weights
 
-    if options.bank_dir:
-        folder = Path(options.bank_dir)
-    elif options.weights_dir and (Path(options.weights_dir) / "bank").is_dir():
-        folder = Path(options.weights_dir) / "bank"
-    else:
-        try:
-            folder = weights.installed_path(weights.load_lock()["bank"])
-        except CmetError:
-            return None
+    try:
+        folder = weights.bank_folder(options.bank_dir, options.weights_dir, verify=False)
+    except CmetError:
+        return None
     if not folder.is_dir():
         return None
     return {p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.npy"))}

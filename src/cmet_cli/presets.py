@@ -7,7 +7,6 @@ norm ~0.9), so it barely changes a face. ``WEAK_NORM`` is the line below which w
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -45,15 +44,10 @@ def weak_note(norm: float, cosine: float | None = None, others: tuple[float, flo
 
 
 def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Path:
-    """``--bank DIR``, else ``WEIGHTS_DIR/bank`` (as ``weights.resolve``), else the installed bank."""
+    """``--bank DIR``, else ``WEIGHTS_DIR/bank``, else the installed bank (``weights.bank_folder``)."""
     from . import weights
 
-    if bank_dir:
-        return Path(bank_dir)
-    weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
-    if weights_dir and (Path(weights_dir) / "bank").is_dir():
-        return Path(weights_dir) / "bank"
-    return weights.require(weights.load_lock()["bank"])
+    return weights.bank_folder(bank_dir, weights_dir)
 
 
 def describe(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[PresetInfo]:

@@ -384,6 +384,20 @@ class WeightPaths:
     bank: Path | None = None
 
 
+def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None,
+                lock: dict[str, LockEntry] | None = None, *, verify: bool = True) -> Path:
+    """The preset bank: ``--bank DIR``, else ``WEIGHTS_DIR/bank``, else the installed (verified) bank."""
+    if bank_dir:
+        if not Path(bank_dir).is_dir():
+            raise WeightsError(f"--bank {bank_dir}: no such folder (layout DIR/<emotion>/*.npy)")
+        return Path(bank_dir)
+    weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
+    if weights_dir and (Path(weights_dir) / "bank").is_dir():
+        return Path(weights_dir) / "bank"
+    entry = (lock or load_lock())["bank"]
+    return require(entry) if verify else installed_path(entry)
+
+
 def resolve(
     weights_dir: str | Path | None = None,
     *,
@@ -408,16 +422,7 @@ def resolve(
             )
         return require(lock[name])
 
-    bank = None
-    if need_bank:
-        if bank_dir:
-            bank = Path(bank_dir)
-            if not bank.is_dir():
-                raise WeightsError(f"--bank {bank}: no such folder (layout DIR/<emotion>/*.npy)")
-        elif weights_dir and (Path(weights_dir) / "bank").is_dir():
-            bank = Path(weights_dir) / "bank"
-        else:
-            bank = require(lock["bank"])
+    bank = bank_folder(bank_dir, weights_dir, lock, verify=True) if need_bank else None
     return WeightPaths(
         edtalk=pick("edtalk"),
         connector=pick("connector"),
