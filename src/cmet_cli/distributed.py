@@ -194,7 +194,9 @@ def absolute_options(options: EditOptions) -> EditOptions:
 
 def remove_temp_files(output: Path, pid: int) -> list[Path]:
     """Delete the temporary files a (dead) worker process left beside ``output``."""
-    prefix, removed = f".{output.name}.cmet-{pid}-", []
+    from .pipeline import temp_prefix
+
+    prefix, removed = temp_prefix(output, pid), []
     try:
         names = os.listdir(output.parent)
     except OSError:

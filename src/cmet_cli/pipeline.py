@@ -536,9 +536,14 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
 
 
+def temp_prefix(output: Path, pid: int) -> str:
+    """The start of the temporary file names process ``pid`` writes for ``output`` (one per thread)."""
+    return f".{output.name}.cmet-{pid}-"
+
+
 def temp_output(output: Path) -> Path:
     """A hidden temporary file beside the output: renamed into place only when complete."""
-    return output.with_name(f".{output.name}.cmet-{os.getpid()}-{threading.get_ident()}.part")
+    return output.with_name(f"{temp_prefix(output, os.getpid())}{threading.get_ident()}.part")
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
