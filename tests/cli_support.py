@@ -150,3 +150,17 @@ def fast_models(monkeypatch) -> list[pipeline.EditOptions]:
 
     monkeypatch.setattr(pipeline, "load_models", load)
     return calls
+
+
+BOX = ("--box", "0,0,96,96")  # the face of `face_clip`, so that runs need no detector
+
+
+@pytest.fixture(scope="session")
+def weights(small_weights: Path, data_dir) -> Path:
+    return small_weights
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, data_dir) -> Path:
+    """Three frames of the sample's face, with audio."""
+    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")

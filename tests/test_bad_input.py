@@ -16,22 +16,9 @@ from cmet_cli import media
 from cmet_cli.errors import MediaError
 from cmet_cli.speech import SAMPLE_RATE, load_speech
 
-from cli_support import (BANK, cmet, face_clip, fast_models, frames, leftovers, model_args, pattern_clip,  # noqa: F401
-                         two_faces_clip)
+from cli_support import (BANK, BOX, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
+                         pattern_clip, two_faces_clip, weights)
 from clips import ffmpeg
-
-BOX = ("--box", "0,0,96,96")
-
-
-@pytest.fixture(scope="session")
-def weights(small_weights: Path, data_dir) -> Path:
-    return small_weights
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory, data_dir) -> Path:
-    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")
-
 
 def assert_one_line_failure(run, *needles: str, code: int = 1) -> str:
     """Exit status ``code``, exactly one ``error:`` line holding every needle, and no traceback."""

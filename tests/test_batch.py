@@ -13,20 +13,8 @@ import pytest
 from cmet_cli import batch, media, pipeline
 from cmet_cli.errors import UsageError
 
-from cli_support import (cmet, cmet_process, face_clip, fast_models, leftovers, model_args, pattern_clip)  # noqa: F401
-
-BOX = ("--box", "0,0,96,96")
-
-
-@pytest.fixture(scope="session")
-def weights(small_weights: Path, data_dir) -> Path:
-    return small_weights
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory, data_dir) -> Path:
-    """Three frames of the sample's face, with audio."""
-    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")
+from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
+                         pattern_clip, weights)
 
 
 def digest(path: Path) -> str:
