@@ -20,6 +20,7 @@ from cli_support import (BANK, BOX, clip, cmet, face_clip, fast_models, frames, 
                          pattern_clip, two_faces_clip, weights)
 from clips import ffmpeg
 
+
 def assert_one_line_failure(run, *needles: str, code: int = 1) -> str:
     """Exit status ``code``, exactly one ``error:`` line holding every needle, and no traceback."""
     assert run.code == code, run.stderr
