@@ -221,19 +221,18 @@ class RayProgress:
                                  TextColumn("{task.fields[frames]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console, transient=True)
         self.task = self.progress.add_task("ray", total=total_files, files="", frames="")
-        self.finished = self.failed = self.frames_done = self.frames_total = 0
+        self.finished = self.failed = self.frames_done = 0
         self.workers = 0
 
     def result(self, result: EditResult) -> None:
         self.finished += 1
         self.failed += result.status == "failed"
         self.frames_done += result.frames
-        self.frames_total += result.frames
 
     def update(self, in_flight: Sequence[tuple[int, int]]) -> None:
         """Redraw with the (done, total) frames of every file in flight."""
         done = self.frames_done + sum(d for d, _ in in_flight)
-        total = self.frames_total + sum(t for _, t in in_flight)
+        total = self.frames_done + sum(t for _, t in in_flight)  # finished files: done == total
         fraction = sum(d / t for d, t in in_flight if t)
         description = f"ray ×{self.workers}" if self.workers else "starting Ray workers"
         self.progress.update(self.task, completed=self.finished + fraction, description=description,

@@ -259,9 +259,7 @@ def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe
 
     def vector(source: str | Sequence[Path]) -> np.ndarray:
         if isinstance(source, str) and not _is_file(source):
-            if options.neutral_speech:
-                return emotion_vector(models.bank[_preset_name(source, models)], neutral())  # type: ignore[index]
-            return preset_vector(models.bank, source)
+            return preset_vector(models.bank, source, neutral() if options.neutral_speech else None)  # type: ignore[arg-type]
         clips = [source] if isinstance(source, str) else list(source)
         return emotion_vector([_embed(models, load_speech(c)) for c in clips], neutral())
 
@@ -271,13 +269,6 @@ def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe
         source = options.preset if options.preset else options.emotion_speech
         keys = [(0.0, options.preset or ", ".join(Path(p).name for p in options.emotion_speech), vector(source))]
     return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
-
-
-def _preset_name(name: str, models: Models) -> str:
-    from .speech import preset_vector
-
-    preset_vector(models.bank, name)  # validates the name with a helpful error
-    return name
 
 
 def _embed(models: Models, wave: np.ndarray) -> np.ndarray:
@@ -615,6 +606,7 @@ class Editor:
         self.progress = progress
         self._face_editor = face_editor
         self.models = models
+        self.keyframes: list[timeline.Keyframe] | None = None  # the emotion plan, made once models are loaded
         self._detector = None
 
     def load(self) -> None:
@@ -627,7 +619,7 @@ class Editor:
             if self.progress:
                 self.progress("load models", 1, 1)
             log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
-        elif self.models is not None and not hasattr(self, "keyframes"):
+        elif self.models is not None and self.keyframes is None:
             self.keyframes = emotion_plan(self.options, self.models)
         self.detector()  # a detector that cannot be built is a usage error of the run, not of each file
 
@@ -648,7 +640,7 @@ class Editor:
         if info.variable_frame_rate:
             result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")
         self.load()
-        result.warnings += presets.weak_warnings(getattr(self, "keyframes", ()))
+        result.warnings += presets.weak_warnings(self.keyframes or ())
         face_track = track(info, self.options, self.detector(), self.progress)
         if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
             result.warnings.append(f"{info.frame_count} video packets but {len(face_track.boxes)} frames decode: "

@@ -468,8 +468,8 @@ def load_bank(directory: str | Path) -> dict[str, np.ndarray]:
     return bank
 
 
-def preset_vector(bank: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """The preset's direction: mean of all its clips minus the mean of the neutral clips."""
+def preset_vector(bank: dict[str, np.ndarray], name: str, neutral: np.ndarray | None = None) -> np.ndarray:
+    """The preset's direction: mean of all its clips minus the mean of the neutral clips (the bank's, or ``neutral``)."""
     if name not in bank:
         raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(bank))}")
-    return emotion_vector(bank[name], bank["neutral"])
+    return emotion_vector(bank[name], bank["neutral"] if neutral is None else neutral)
