@@ -3,7 +3,7 @@
     python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|WxH] [--small-model]
     python benchmarks/bench_edit.py --rss-scaling [--device cpu]
 
-The clip is ``../shared/data/video/W009_038.mp4`` (a 256² face crop) scaled to the frame height,
+The clip is ``tests/data/video/W009_038.mp4`` (the MEAD sample, a 256² face crop) scaled to the frame height,
 centred on a grey canvas of the requested size, and looped to ``--frames`` frames (25 fps, with its
 audio). The networks use stand-in weights (compute cost does not depend on weight values), written
 once into ``--cache-dir`` (default ``$CMET_BENCH_CACHE`` or ``~/.cache/cmet-bench``) with the clips.
@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CMET_SHARED", ROOT.parent / "shared"))
-SAMPLE = SHARED / "data" / "video" / "W009_038.mp4"
-BANK = SHARED / "data" / "features"
+DATA = ROOT / "tests" / "data"  # the committed test media (tests/data/README.md)
+SAMPLE = DATA / "video" / "W009_038.mp4"
+BANK = DATA / "features"
 FPS = 25
 PRESET = "sarcastic"
 SMALL_SIZE = 8  # crop size of the --small-model generator
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(RunSpec(**json.loads(args.child)))), flush=True)
         return 0
     if not SAMPLE.is_file():
-        raise SystemExit(f"{SAMPLE} is missing: the benchmark needs ../shared/data beside the checkout")
+        raise SystemExit(f"{SAMPLE} is missing: the benchmark needs the repository's tests/data")
     args.small_model = args.small_model or args.rss_scaling
     report = rss_scaling(args) if args.rss_scaling else bench(args)
     print(headline(report), flush=True)

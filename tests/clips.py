@@ -1,4 +1,4 @@
-"""Small generated media for tests (ffmpeg's test sources; never committed media)."""
+"""Small generated media for tests: ffmpeg's test sources and the committed MEAD sample clip."""
 from __future__ import annotations
 
 import subprocess
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cmet_cli.media import ffmpeg_binary
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "W009_038.mp4"
+SAMPLE = Path(__file__).resolve().parent / "data" / "video" / "W009_038.mp4"  # MEAD W009, see data/README.md
 
 
 def ffmpeg(*args: str) -> None:

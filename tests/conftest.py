@@ -1,47 +1,49 @@
-"""Shared fixtures: the test media and golden files live in ../shared, never in the repository."""
+"""Shared fixtures. Everything the tests read lives in ``tests/data`` (see its README): a fresh clone
+runs every golden test on its own."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__import__("os").environ.get("CMET_SHARED", ROOT.parent / "shared"))
-GOLDEN = SHARED / "golden"
-DATA = SHARED / "data"
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared test media/golden files sit beside the checkout in CI")
-    return path
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = DATA / "golden"
 
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    return _need(GOLDEN)
+    return GOLDEN
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return _need(DATA)
+    return DATA
 
 
 @pytest.fixture(scope="session")
-def seeded(golden_dir: Path):
-    """The `seeded_weights` module of ../shared/golden (stand-in weights rebuilt from manifests)."""
-    spec = importlib.util.spec_from_file_location("seeded_weights", golden_dir / "seeded_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seeded_weights"] = module
-    spec.loader.exec_module(module)
+def seeded() -> ModuleType:
+    """The stand-in weight rule (``tests/seeded.py``): weights and golden arrays by case name."""
+    import seeded as module
+
     return module
 
 
 @pytest.fixture(scope="session")
-def small_weights(tmp_path_factory, golden_dir: Path) -> Path:
+def small_weights(tmp_path_factory) -> Path:
     """Stand-in checkpoints of the small configuration (64² generator, full connector), written once per session."""
     from cli_support import standin_weights
 
     return standin_weights(tmp_path_factory)
+
+
+@pytest.fixture(params=[1, None], ids=["1-thread", "default-threads"])
+def threads(request):
+    """Run a test with one thread and with the machine's default (fp32 reductions split differently)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if request.param:
+        torch.set_num_threads(request.param)
+    yield torch.get_num_threads()
+    torch.set_num_threads(before)

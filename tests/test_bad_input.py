@@ -246,13 +246,12 @@ def test_speech_resampled(tmp_path, clip, weights, fast_models, kind):
 @pytest.fixture(scope="module")
 def speech_weights(tmp_path_factory, weights):
     """The small stand-in model plus the stand-in emotion2vec+large (1.25 GB: written once, removed after)."""
-    from standin import _golden_module
+    import seeded
 
     root = tmp_path_factory.mktemp("speech-weights")
     for path in weights.iterdir():
         (root / path.name).symlink_to(path)
-    _golden_module("seeded_weights")
-    _golden_module("standin_checkpoints").write(root, ["emotion2vec"])
+    seeded.write_checkpoints(root, ["emotion2vec"])
     yield root
     (root / "emotion2vec_plus_large.pt").unlink(missing_ok=True)
 

@@ -55,3 +55,37 @@ def test_edit_full_size_end_to_end(setup):
     assert np.abs(a[:, far] - b[:, far]).mean() < 1.0  # unchanged up to the H.264 re-encode
     face = (slice(None), slice(y0 + 80, y0 + 180), slice(x0 + 80, x0 + 180))
     assert np.abs(a[face] - b[face]).mean() > 10.0  # the face itself was re-rendered
+
+
+def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
+    """The reduced-precision path of CUDA runs (autocast bf16), forced on the CPU: codes, connector
+    directions, rendered faces and paste-back must all accept bf16 tensors, so that a dtype mismatch
+    fails here rather than on a user's GPU. (``pick_dtype`` never picks bf16 on the CPU: it is slower.)"""
+    from dataclasses import replace
+
+    import torch
+
+    from cmet_cli import pipeline
+
+    from cli_support import BANK, BOX, face_clip
+
+    options = pipeline.EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu",
+                                   box=tuple(int(v) for v in BOX[1].split(",")))
+    models = pipeline.load_models(options)
+    assert models.dtype is None  # fp32 is what the CPU gets by default
+    dtypes: list[torch.dtype | None] = []  # the autocast dtype in force at each render call
+    render = models.generator.render
+
+    def recording_render(*args, **kwargs):
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return render(*args, **kwargs)
+
+    models.generator.render = recording_render
+    clip = face_clip(tmp_path / "in.mp4", seconds=0.5)  # 5 frames: one connector window
+    out = tmp_path / "out.mp4"
+    result = pipeline.Editor(options, models=replace(models, dtype=torch.bfloat16)).edit(clip, out)
+
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the networks really ran under bf16 autocast
+    assert (result.status, result.frames, result.face_frames) == ("done", 5, 5)
+    assert result.code_change is not None and np.isfinite(result.code_change) and result.code_change > 0
+    assert media.probe(out).frame_count == 5

@@ -12,28 +12,58 @@ from torch.utils.flop_counter import FlopCounterMode
 from cmet_cli.checkpoint import read_checkpoint
 from cmet_cli.render import AppearanceSource, Codes, EDTalkGenerator, GeneratorConfig
 
-MANIFEST = "edtalk_generator.json"
-GOLDEN = "edtalk_generator.npz"
+CASE = "edtalk_generator"
+MANIFEST = f"{CASE}.json"
 SMALL = GeneratorConfig(size=64)
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Shallow outputs (the encoder's codes, comparisons on one machine): max|Δ| <= 1e-4 * max(1, max|ref|).
+
+    Measured on 2-core Intel Xeon, 1 and 2 threads: the codes land <= 7.2e-7 from the golden values
+    (scale ~1), 140x inside this bound; the reference run on AMD EPYC matched them exactly.
+    """
     assert actual.shape == expected.shape
     tol = 1e-4 * max(1.0, expected.abs().max().item())
     err = (actual - expected).abs().max().item()
     assert err <= tol, f"max|Δ| {err:.3g} > {tol:.3g}"
 
 
+# The decoder image is the output of a 17-layer stack whose flow fields magnify fp32 rounding: its value
+# depends on the CPU's kernels and the thread count. The reference implementation itself lands
+# max|Δ| 7.75e-3, mean|Δ| 1.39e-5 from the golden image on a 2-core Intel Xeon (1 and 2 threads alike;
+# scale max|ref| = 8.9), while it reproduced it exactly on the AMD EPYC that made the golden file.
+# The error is a few pixels where the flow samples near an edge, hence two bounds:
+#   max|Δ|  <= 2e-3 * scale = 1.8e-2: 2.3x the measured spread; catches any local break larger than that;
+#   mean|Δ| <= 3e-5 * scale = 2.7e-4: 19x the measured spread; catches small global errors, e.g. one
+#           element of the last to-RGB conv scaled by 1.1 gives mean|Δ| 7.1e-4 (test_golden_check_bites).
+IMAGE_MAX, IMAGE_MEAN = 2e-3, 3e-5
+
+
+def image_error(actual: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """Why ``actual`` is not the golden image within the cross-machine tolerance (None if it is)."""
+    if actual.shape != expected.shape:
+        return f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    scale = max(1.0, expected.abs().max().item())
+    delta = (actual - expected).abs()
+    worst, mean = delta.max().item(), delta.mean().item()
+    if worst > IMAGE_MAX * scale:
+        return f"max|Δ| {worst:.3g} > {IMAGE_MAX * scale:.3g}"
+    if mean > IMAGE_MEAN * scale:
+        return f"mean|Δ| {mean:.3g} > {IMAGE_MEAN * scale:.3g}"
+    return None
+
+
 @pytest.fixture(scope="module")
 def golden(golden_dir, seeded) -> dict[str, torch.Tensor]:
-    return seeded.golden_arrays(golden_dir / GOLDEN)
+    return seeded.golden_arrays(CASE)
 
 
 @pytest.fixture(scope="module")
 def golden_model(golden_dir, seeded, tmp_path_factory) -> EDTalkGenerator:
     """The full-size generator with the stand-in weights, loaded through a checkpoint file like EDTalk.pt."""
     path = tmp_path_factory.mktemp("weights") / "EDTalk.pt"
-    torch.save({"gen": seeded.golden_state_dict(golden_dir / MANIFEST, golden_dir / GOLDEN), "other": {}}, path)
+    torch.save({"gen": seeded.golden_state_dict(CASE), "other": {}}, path)
     model = EDTalkGenerator().eval()
     model.load_state_dict(read_checkpoint(path, "gen"), strict=True)
     return model
@@ -68,12 +98,34 @@ def test_state_dict_matches_manifest(golden_dir) -> None:
 
 
 @torch.no_grad()
-def test_golden_codes_and_image(golden_model, golden) -> None:
+def test_golden_codes_and_image(golden_model, golden, threads) -> None:
     codes = golden_model.encode(golden["frames"])
     for name in ("exp", "pose", "lip"):
         _assert_close(getattr(codes, name), golden[f"codes/{name}"])
     image = golden_model.render(golden["render/source"], golden["codes/lip"], golden["codes/pose"], golden["render/exp"])
-    _assert_close(image, golden["render/image"])
+    assert image_error(image, golden["render/image"]) is None
+
+
+def _scale_first_element(tensor: torch.Tensor, factor: float) -> None:
+    tensor.view(-1)[0] *= factor
+
+
+@pytest.mark.parametrize("break_", ["one to-RGB weight x1.1", "expression codes of the two frames swapped"])
+@torch.no_grad()
+def test_golden_check_bites(golden_model, golden, break_: str) -> None:
+    """The cross-machine tolerance still fails a real, small break of the decoder or its wiring."""
+    exp = golden["render/exp"]
+    weight = golden_model.dec.to_rgbs[-1].conv[0].weight
+    saved = weight.clone()
+    try:
+        if break_.startswith("one to-RGB"):
+            _scale_first_element(weight, 1.1)
+        else:
+            exp = exp.flip(0)
+        image = golden_model.render(golden["render/source"], golden["codes/lip"], golden["codes/pose"], exp)
+    finally:
+        weight.copy_(saved)
+    assert image_error(image, golden["render/image"]) is not None
 
 
 @torch.no_grad()

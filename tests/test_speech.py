@@ -32,7 +32,13 @@ AUDIO = "modality_encoders.AUDIO."
 
 
 def _close(got: np.ndarray, ref: np.ndarray) -> float:
-    """max|got - ref|, asserted within 1e-4 * max(1, max|ref|)."""
+    """max|got - ref|, asserted within 1e-4 * max(1, max|ref|).
+
+    emotion2vec's golden outputs are well conditioned (layer norms, no flow sampling): measured on 2-core
+    Intel Xeon with 1 and 2 threads, frames land <= 5.2e-6 and embeddings <= 1.6e-6 from the golden
+    values (scale ~4.5), ~90x inside the bound; the golden machine (AMD EPYC) gave <= 9.5e-7. A wiring
+    error (a skipped layer, a wrong norm or positional conv) moves them by O(0.1).
+    """
     assert got.shape == ref.shape
     delta = float(np.abs(got - ref).max())
     assert delta <= 1e-4 * max(1.0, float(np.abs(ref).max())), delta
@@ -56,7 +62,7 @@ def e2v_golden(golden_dir: Path) -> dict[str, np.ndarray]:
 def golden_model(golden_dir: Path, seeded, e2v_golden, tmp_path_factory) -> Emotion2Vec:
     """Seeded stand-in weights written as the official plain tensor dict, then loaded from the file."""
     path = tmp_path_factory.mktemp("e2v") / "emotion2vec_plus_large.pt"
-    state = seeded.golden_state_dict(golden_dir / MANIFEST, golden_dir / GOLDEN)
+    state = seeded.golden_state_dict("emotion2vec_plus_large")
     torch.save(state, path)
     del state
     model = Emotion2Vec.from_file(path)
@@ -78,7 +84,7 @@ def meta_state(golden_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("case", [0, 1])
-def test_golden_frames_and_embedding(golden_model: Emotion2Vec, e2v_golden, case: int) -> None:
+def test_golden_frames_and_embedding(golden_model: Emotion2Vec, e2v_golden, case: int, threads) -> None:
     wave = e2v_golden[f"wave/{case}"]
     frames = golden_model.frames(wave)
     assert frames.dtype == torch.float32 and frames.device.type == "cpu"
