@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -112,6 +113,44 @@ def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
     data = json.loads(report.read_text())
     assert [(r["status"], r["frames"], r["error"]) for r in data["results"]] == [("skipped", 3, None)] * 2
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == stamps
+
+
+def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, weights, fast_models):
+    """An existing output is skipped only when it was made from this input with these settings."""
+    from clips import ffmpeg
+
+    from cmet_cli import fingerprint
+
+    src, out = tmp_path / "talk.mp4", tmp_path / "out" / "talk.mp4"
+    src.write_bytes(clip.read_bytes())
+    edit = lambda *extra: cmet("edit", src, "-o", out, *BOX, *model_args(weights), *extra)  # noqa: E731
+    assert edit("--preset", "sad").code == 0
+    stamp = fingerprint.parse(media.container_tags(out)["comment"])  # the record travels in the container
+    assert stamp is not None and stamp.input == fingerprint.input_identity(src)
+    made, loads = digest(out), len(fast_models)
+
+    run = edit("--preset", "sad")  # the same command: a finished edit, skipped
+    assert run.code == 0 and run.errors() == [] and "1 skipped" in run.stderr
+    for other in (("--preset", "happy"), ("--preset", "sad", "--intensity", "0.5"), ("--preset", "sad", "--crf", "30"),
+                  ("--preset", "sad", "--compare"), ("--at", "0", "sad", "--at", "0.1", "happy")):
+        run = edit(*other)
+        assert run.code == 1, other
+        assert run.errors() == [f"error: {src}: {out} exists, made with other settings: pass --overwrite"], other
+    assert digest(out) == made and len(fast_models) == loads  # never rewritten, no model even loaded
+
+    os.utime(src, ns=(time.time_ns(), time.time_ns()))  # the input changed since
+    run = edit("--preset", "sad")
+    assert run.code == 1 and run.errors() == [f"error: {src}: {out} exists, made from another version of {src}: pass --overwrite"]
+
+    bare = tmp_path / "bare.mp4"  # a complete edit without our record (e.g. remuxed by another tool)
+    ffmpeg("-i", str(out), "-map_metadata", "-1", "-c", "copy", str(bare))
+    os.replace(bare, out)
+    run = edit("--preset", "sad")
+    assert run.code == 1 and "holds no record of the settings" in run.errors()[0] and "--overwrite" in run.errors()[0]
+
+    run = edit("--preset", "happy", "--overwrite")
+    assert run.code == 0, run.stderr
+    assert edit("--preset", "happy").code == 0  # and now that edit is the finished one
 
 
 def test_incomplete_output_is_neither_skipped_nor_overwritten(tmp_path, clip, weights, fast_models):

@@ -2,7 +2,8 @@
 
 Models load once per run. One failing input never stops the others; outputs are written atomically
 (``pipeline.run_edit``: a hidden temporary file renamed into place), so a file under its final name is
-complete, and a re-run skips it once it has checked that it holds every frame of its input.
+complete, and a re-run skips it once it has checked that it holds every frame of its input and was made
+from this input with these settings (``fingerprint``); an output made otherwise fails that input.
 Errors and warnings are one plain line each on stderr (``error: INPUT: message``), easy to grep in logs.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import media, pipeline
+from . import fingerprint, media, pipeline
 from .errors import CmetError, MediaError, UsageError
 from .pipeline import EditOptions, EditResult, Editor
 
@@ -236,6 +237,10 @@ def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet:
             if frames is None:
                 raise MediaError(f"{job.output} exists but is not a complete edit of {job.input}: "
                                  "remove it or pass --overwrite")
+            reason = fingerprint.verdict(job.output, job.input, fingerprint.parse(media.container_tags(job.output).get(
+                fingerprint.TAG)), editor.stamp(job.input))
+            if reason is not None:
+                raise MediaError(reason)
             result.status, result.frames = "skipped", frames
         else:
             result = editor.edit(job.input, job.output)

@@ -177,18 +177,30 @@ def _landmark_model(landmarks_path: str, detector_path: str, device: str):
                 os.environ["TORCH_HOME"] = previous
 
 
-def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:
-    """``auto`` uses face-alignment's detector when its weights are installed, else the cascade (with a warning)."""
+CASCADE_FALLBACK = ("face-alignment weights not installed: faces found with OpenCV's cascade detector "
+                    "(lower quality); `cmet download-weights` installs them")
+
+
+def detector_kind(kind: str, fan_paths: dict | None = None) -> str:
+    """The detector ``--detector KIND`` resolves to: ``fan`` or ``cascade`` (``auto``: fan when its weights are there)."""
     if kind not in ("auto", "fan", "cascade"):
         raise UsageError(f"--detector must be auto, fan or cascade, not {kind!r}")
+    if kind == "auto":
+        return "fan" if (fan_paths or {}).get("fan-detector") else "cascade"
+    return kind
+
+
+def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:
+    """``auto`` uses face-alignment's detector when its weights are installed, else the cascade.
+
+    The fallback is not logged here: the edit reports ``CASCADE_FALLBACK`` as a warning of its result.
+    """
     detector_path = (fan_paths or {}).get("fan-detector")
-    if kind == "fan" or (kind == "auto" and detector_path):
+    if detector_kind(kind, fan_paths) == "fan":
         if not detector_path:
             raise UsageError("--detector fan needs face-alignment's weights: run `cmet download-weights`")
         landmarks = (fan_paths or {}).get("fan-landmarks")
         return FanDetector(str(detector_path), str(landmarks) if landmarks else None, device)
-    if kind == "auto":
-        log.warning("face-alignment weights not installed: using OpenCV's cascade face detector (lower quality); `cmet download-weights` installs them")
     return CascadeDetector()
 
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -297,8 +297,10 @@ class FrameWriter:
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
-                 audio_from: str | Path | None = None, fmt: str | None = None, width: int | None = None) -> None:
+                 audio_from: str | Path | None = None, fmt: str | None = None, width: int | None = None,
+                 metadata: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
+        self.metadata = dict(metadata or {})
         self.width = width or info.width
         self.height = info.height
         self.frames = 0
@@ -320,7 +322,9 @@ class FrameWriter:
             options.update(audio_options)
         if fmt in ("mp4", "mov"):
             options["movflags"] = "+faststart"
-        return ffmpeg.output(*streams, _arg(self.path), **options).compile(cmd=_ffmpeg_cmd())
+        command = ffmpeg.output(*streams, _arg(self.path), **options).compile(cmd=_ffmpeg_cmd())
+        tags = [arg for key, value in self.metadata.items() for arg in ("-metadata", f"{key}={value}")]
+        return command[:-1] + tags + command[-1:]  # container tags (e.g. ``fingerprint``'s record) before the output
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
@@ -366,6 +370,15 @@ def audio_packets(path: str | Path) -> list[tuple[str, str, str]]:
     meta = _probe(path, select_streams="a", show_packets=None, show_data_hash="sha256",
                   show_entries="packet=pts,size,data_hash")
     return [(str(p.get("pts")), str(p.get("size")), str(p.get("data_hash"))) for p in meta.get("packets", [])]
+
+
+def container_tags(path: str | Path) -> dict[str, str]:
+    """The container's tags (``comment``, ``encoder``, ...), keys in lower case; empty when unreadable."""
+    try:
+        tags = _probe(path).get("format", {}).get("tags", {}) or {}
+    except MediaError:
+        return {}
+    return {str(k).lower(): str(v) for k, v in tags.items()}
 
 
 def is_video(path: str | Path) -> bool:

@@ -22,10 +22,12 @@ import numpy as np
 
 from . import faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
+from .fingerprint import Stamp
+from .stages import Stage
 
 log = logging.getLogger("cmet")
 
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+ProgressFn = Callable[[Stage, int, int], None]  # (stage, done, total)
 WINDOW = 5
 CANCEL = threading.Event()  # set by a batch run on Ctrl-C/SIGTERM: edits in worker threads stop and clean up
 
@@ -208,9 +210,7 @@ def load_models(options: EditOptions) -> Models:
     from .speech import load_bank
     from .transfer import Connector
 
-    need_speech = bool(options.emotion_speech or options.neutral_speech or any(_is_file(e) for _, e in options.at))
-    need_bank = bool(options.preset or not options.neutral_speech or options.at)
-    paths = weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
+    paths = weight_paths(options)
     device = pick_device(options.device)
     state = read_checkpoint(paths.edtalk, "gen")
     generator = EDTalkGenerator(generator_config(state))
@@ -225,6 +225,42 @@ def load_models(options: EditOptions) -> Models:
         generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
     bank = load_bank(paths.bank) if paths.bank else None
     return Models(generator, connector, device, pick_dtype(options.precision, device), bank, paths.emotion2vec)
+
+
+def weight_paths(options: EditOptions) -> "weights.WeightPaths":  # noqa: F821
+    """The checkpoint files (and bank) the run's options need; a WeightsError says how to get missing ones."""
+    from . import weights
+
+    need_speech = bool(options.emotion_speech or options.neutral_speech or any(_is_file(e) for _, e in options.at))
+    need_bank = bool(options.preset or not options.neutral_speech or options.at)
+    return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
+
+
+def settings_record(options: EditOptions, files: dict[str, Path | None], detector: str) -> dict:
+    """Everything that shapes an edit's pixels, as plain data: files by content hash, not by name."""
+    from .fingerprint import digest
+    from .timeline import parse_time
+
+    def emotion(text: str) -> str:
+        return f"file:{digest(Path(text))}" if _is_file(text) else f"preset:{text}"
+
+    return {
+        "version": 1,
+        "preset": options.preset,
+        "emotion_speech": [digest(Path(p)) for p in options.emotion_speech],
+        "neutral_speech": [digest(Path(p)) for p in options.neutral_speech],
+        "at": [[parse_time(t), emotion(e)] for t, e in options.at],
+        "blend": options.blend if options.at else None,
+        "intensity": options.intensity,
+        "precision": options.precision,
+        "detector": "box" if options.box else detector,
+        "box": list(options.box) if options.box else None,
+        "face": options.face,
+        "colour_match": options.colour_match,
+        "compare": options.compare,
+        "codec": {"vcodec": "libx264", "crf": options.crf},
+        "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
+    }
 
 
 def _strict_load(module, state: dict, path: Path) -> None:
@@ -310,7 +346,7 @@ class CmetEditor:
         self.change_sum = 0.0
         self.change_n = 0
         self.norm_sum = 0.0
-        self.done = {"encode": 0, "transfer": 0, "render": 0}
+        self.done = {Stage.READ_CODES: 0, Stage.TRANSFER: 0, Stage.RENDER: 0}
 
     def _autocast(self):
         import contextlib
@@ -358,7 +394,7 @@ class CmetEditor:
             x = self._to_tensor(crops)
             with self._autocast():
                 codes = gen.encode(x)  # type: ignore[attr-defined]
-            self._tick("encode", len(frames))
+            self._tick(Stage.READ_CODES, len(frames))
             exp = codes.exp.float()
             strength = torch.from_numpy(self.strength[frames]).to(dev)[:, None]
             if bool((strength > 0).any()):
@@ -372,15 +408,15 @@ class CmetEditor:
             self.change_sum += float((edited - exp).abs().mean()) * len(frames)
             self.norm_sum += float(np.linalg.norm(self.vectors(frames) * self.strength[frames, None], axis=1).sum())
             self.change_n += len(frames)
-            self._tick("transfer", len(frames))
+            self._tick(Stage.TRANSFER, len(frames))
             with self._autocast():
                 image = gen.render(self.source, codes.lip, codes.pose, edited.to(codes.exp.dtype))  # type: ignore[attr-defined]
             out = image.float().clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
             out = out.permute(0, 2, 3, 1).cpu().numpy()
-            self._tick("render", len(frames))
+            self._tick(Stage.RENDER, len(frames))
         return out
 
-    def _tick(self, stage: str, n: int) -> None:
+    def _tick(self, stage: Stage, n: int) -> None:
         self.done[stage] += n
         self.progress(stage, self.done[stage], self.n_frames)
 
@@ -517,11 +553,11 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
         if i % every == 0:
             keys.append((i, detector(frame)))
             if progress:
-                progress("track faces", i + 1, info.frame_count)
+                progress(Stage.TRACK_FACES, i + 1, info.frame_count)
     if last is not None and (count - 1) % every:
         keys.append((count - 1, detector(last)))  # the last frame too, so the track reaches the end
     if progress:
-        progress("track faces", count, count)
+        progress(Stage.TRACK_FACES, count, count)
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
@@ -538,8 +574,11 @@ def temp_output(output: Path) -> Path:
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
-             options: EditOptions, batch: int, progress: ProgressFn | None = None) -> tuple[int, int]:
+             options: EditOptions, batch: int, progress: ProgressFn | None = None,
+             metadata: dict[str, str] | None = None) -> tuple[int, int]:
     """Pass 2: stream every frame through the face editor and write the output atomically.
+
+    ``metadata``: container tags of the output (the settings record, see ``fingerprint``).
 
     Returns (frames written, frames with a face).
     """
@@ -556,7 +595,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     width = info.width * (2 if options.compare else 1)
     written = 0
     writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
-                               fmt=fmt, width=width)
+                               fmt=fmt, width=width, metadata=metadata)
     sink = _Writer(writer, options.compare)
     finished = False
     try:
@@ -582,7 +621,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
             sink.put(job)
             written += len(frames)
             if progress:
-                progress("write", written, info.frame_count)
+                progress(Stage.WRITE_VIDEO, written, info.frame_count)
         sink.finish()
         writer.close()
         finished = True
@@ -608,16 +647,56 @@ class Editor:
         self.models = models
         self.keyframes: list[timeline.Keyframe] | None = None  # the emotion plan, made once models are loaded
         self._detector = None
+        self._settings: str | None = None
+
+    def detector_kind(self) -> str:
+        """``fan`` or ``cascade``: what ``--detector`` resolves to here (``box`` with a fixed box)."""
+        if self.options.box:
+            return "box"
+        from . import weights
+
+        return faces.detector_kind(self.options.detector, _fan_paths(weights, self.options.weights_dir))
+
+    def detector_warnings(self) -> list[str]:
+        """The cascade fallback of ``--detector auto``, for the result (and so the report) of every file."""
+        if self.options.detector == "auto" and self.detector_kind() == "cascade":
+            return [faces.CASCADE_FALLBACK]
+        return []
+
+    def stamp(self, input: Path) -> Stamp:
+        """The settings and input record written into (and compared with) the output of ``input``.
+
+        Needs the weights to be found (their content is hashed once per process), not loaded.
+        """
+        from .fingerprint import input_identity, settings_hash
+
+        if self._settings is None:
+            if self._face_editor is not None:
+                files: dict[str, Path | None] = {}
+                record = {"face_editor": type(self._face_editor).__qualname__}
+            else:
+                try:
+                    paths = weight_paths(self.options)
+                    files = {"edtalk": paths.edtalk, "connector": paths.connector, "emotion2vec": paths.emotion2vec,
+                             "bank": paths.bank}
+                    record = {}
+                except CmetError:
+                    if self.models is None:  # cannot tell what the edit would be made with
+                        raise
+                    files, record = {}, {"models": "given"}  # networks handed in by the caller
+            record |= settings_record(self.options, files, self.detector_kind())
+            self._settings = settings_hash(record)
+        return Stamp(self._settings, input_identity(input))
 
     def load(self) -> None:
         if self.models is None and self._face_editor is None:
             started = time.perf_counter()
             if self.progress:
-                self.progress("load models", 0, 1)
+                self.progress(Stage.LOAD_MODELS, 0, 1)
             self.models = load_models(self.options)
             self.keyframes = emotion_plan(self.options, self.models)
             if self.progress:
-                self.progress("load models", 1, 1)
+                self.progress(Stage.LOAD_MODELS, 1, 1)
             log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
         elif self.models is not None and self.keyframes is None:
             self.keyframes = emotion_plan(self.options, self.models)
@@ -640,7 +719,9 @@ class Editor:
         if info.variable_frame_rate:
             result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")
         self.load()
+        stamp = self.stamp(input)
         result.warnings += presets.weak_warnings(self.keyframes or ())
+        result.warnings += self.detector_warnings()
         face_track = track(info, self.options, self.detector(), self.progress)
         if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
             result.warnings.append(f"{info.frame_count} video packets but {len(face_track.boxes)} frames decode: "
@@ -657,7 +738,8 @@ class Editor:
             result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
         editor = self._face_editor or CmetEditor(self.models, self.keyframes, self.options.blend, self.progress)
         batch = self.options.batch_size or (default_batch_size(self.models.device) if self.models else 8)
-        result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress)
+        result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
+                                                     metadata=stamp.metadata())
         if isinstance(editor, CmetEditor):
             editor.report(result)
         result.seconds = time.perf_counter() - started

@@ -49,7 +49,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     info = media.probe(input)
     editor = editor or Editor(options)
     editor.load()
-    for warning in presets.weak_warnings(editor.keyframes):
+    for warning in presets.weak_warnings(editor.keyframes) + editor.detector_warnings():
         log.warning(warning)
     picks = media.read_frames_at(info, sample_indices(info.frame_count, n_frames))
     order = sorted(picks)

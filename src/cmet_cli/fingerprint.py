@@ -1,0 +1,95 @@
+"""What an edit was made from, recorded in the output so that a re-run can tell a finished edit from a stale one.
+
+Every output carries a container ``comment`` tag such as
+``cmet-edit settings=3f0c…; input=1048576:1717171717000000000`` (``ffprobe -show_format`` shows it):
+
+- ``settings``: a hash over everything that shapes the pixels: the emotion source (preset names, or the
+  content hashes of the speech clips), the neutral reference, the preset bank's content, intensity,
+  timeline and blend, the face detector actually used, box and face choice, colour matching, side by
+  side, the codec settings and the content hashes of the network weights;
+- ``input``: the input file's size and modification time.
+
+A re-run skips an output only when both match; otherwise the input fails with a message that says
+``--overwrite`` replaces it (never a silent skip of an edit made with other settings).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+TAG = "comment"
+PREFIX = "cmet-edit"
+_FIELDS = re.compile(r"(settings|input)=([^;\s]+)")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The record written into an output: the settings hash and the input's identity."""
+
+    settings: str
+    input: str
+
+    def tag(self) -> str:
+        return f"{PREFIX} settings={self.settings}; input={self.input}"
+
+    def metadata(self) -> dict[str, str]:
+        """Container tags for ``media.FrameWriter(metadata=...)``."""
+        return {TAG: self.tag()}
+
+
+def parse(tag: str | None) -> Stamp | None:
+    """The stamp in a ``comment`` tag, or None when the tag is not ours."""
+    if not tag or not tag.startswith(PREFIX):
+        return None
+    fields = dict(_FIELDS.findall(tag))
+    if "settings" not in fields or "input" not in fields:
+        return None
+    return Stamp(fields["settings"], fields["input"])
+
+
+def input_identity(path: Path) -> str:
+    """``size:mtime_ns`` of an input file (cheap; a changed or replaced input differs)."""
+    st = Path(path).stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file's content (or of a folder's files), hashed once per process while unchanged."""
+    from . import weights
+
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _LOCK:
+        known = _DIGESTS.get(key)
+    if known is None:
+        known = weights.sha256_tree(path) if path.is_dir() else weights.sha256_file(path)
+        with _LOCK:
+            _DIGESTS[key] = known
+    return known
+
+
+def settings_hash(record: Mapping[str, object]) -> str:
+    """A short, stable hash of a settings record (JSON with sorted keys)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def verdict(output: Path, input: Path, found: Stamp | None, expected: Stamp) -> str | None:
+    """None when ``found`` (read from ``output``) shows it was made from ``input`` with the expected
+    settings; else the reason it cannot be skipped, ending in what to do."""
+    if found is None:
+        return (f"{output} exists but holds no record of the settings it was made with "
+                "(made by another tool or an older cmet): pass --overwrite to replace it")
+    if found.input != expected.input:
+        return f"{output} exists, made from another version of {input}: pass --overwrite"
+    if found.settings != expected.settings:
+        return f"{output} exists, made with other settings: pass --overwrite"
+    return None
