@@ -126,7 +126,7 @@ def test_worker_killed_mid_file_is_retried(setup, ray_instance, local_outputs):
         import signal
         import time
 
-        if stage != "write" or job.output.name != "b.mp4" or done < 1:
+        if stage != "write video" or job.output.name != "b.mp4" or done < 1:
             return
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 from . import fingerprint, media, pipeline
 from .errors import CmetError, MediaError, UsageError
 from .pipeline import EditOptions, EditResult, Editor
+from .stages import Stage
 
 OUTPUT_SUFFIX = ".mp4"
 SKIP_SUFFIXES = {".txt", ".json", ".md", ".csv", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac",
@@ -174,11 +175,13 @@ def _say(kind: str, text: str) -> None:
 
 
 class StageProgress:
-    """Rich progress bars, one per stage of the current file, with frames/s and ETA."""
+    """Rich progress bars, one per stage of the current file (``Stage``), with frames/s and ETA.
 
-    STAGES = ("load models", "track faces", "encode", "transfer", "render", "write")
+    A row goes as soon as its stage is over for the run (``load models``) or the file (the others):
+    only what is still running stays on screen. ``disable``: no bars (the console still prints).
+    """
 
-    def __init__(self, console, total_files: int) -> None:
+    def __init__(self, console, total_files: int, *, disable: bool = False) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
         from rich.text import Text
 
@@ -187,23 +190,34 @@ class StageProgress:
                 return Text(f"{task.speed:5.1f}/s" if task.speed else "")
 
         self.progress = Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                                 TimeRemainingColumn(), console=console, transient=True)
+                                 TimeRemainingColumn(), console=console, transient=True, disable=disable)
         self.files = self.progress.add_task("files", total=total_files)
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[Stage, int] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    @property
+    def console(self):
+        return self.progress.console
+
+    def rows(self) -> list[str]:
+        """The labels of the rows on screen (for tests)."""
+        with self.lock:
+            return [task.description for task in self.progress.tasks]
+
+    def __call__(self, stage: Stage, done: int, total: int) -> None:
+        stage = Stage(stage)
         with self.lock:
             if stage not in self.tasks:
-                self.tasks[stage] = self.progress.add_task(stage, total=total)
+                self.tasks[stage] = self.progress.add_task(stage.value, total=total)
             self.progress.update(self.tasks[stage], completed=done, total=total)
+            if stage is Stage.LOAD_MODELS and done >= total:  # once per run: gone when done
+                self.progress.remove_task(self.tasks.pop(stage))
 
     def file_done(self) -> None:
         with self.lock:
             self.progress.advance(self.files)
-            for stage, task in self.tasks.items():
-                if stage != "load models":
-                    self.progress.reset(task)
+            for stage in [s for s in self.tasks if s is not Stage.LOAD_MODELS]:
+                self.progress.remove_task(self.tasks.pop(stage))
 
     def __enter__(self):
         self.progress.start()
@@ -302,19 +316,20 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
 
 def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, quiet: bool = False, verbose: int = 0,
         on_result: Callable[[EditResult], None] | None = None, editor: Editor | None = None,
-        show_progress: bool | None = None) -> list[EditResult]:
+        show_progress: bool | None = None, console=None) -> list[EditResult]:
     """Edit every job (models loaded once, only when some input needs them); results in job order.
 
     ``jobs_at_once`` files in parallel on the CPU; on a GPU files run one after another. A model or
     speech clip that cannot be loaded fails every input that needed it, with the same message;
-    a ``UsageError`` (e.g. an unavailable ``--device``) is raised.
+    a ``UsageError`` (e.g. an unavailable ``--device``) is raised. ``console``: the rich console of the
+    bars; give the one the log handler writes to, so that log lines print above the bars.
     """
     from rich.console import Console
 
     pipeline.CANCEL.clear()
     show = (not quiet) if show_progress is None else show_progress
-    console = Console(stderr=True, quiet=not show)
-    with StageProgress(console, len(jobs)) as progress:
+    console = console or Console(stderr=True)
+    with StageProgress(console, len(jobs), disable=not show) as progress:
         editor = editor or Editor(options, progress=progress if show else None)
         load_error: str | None = None
         if any(_needs_models(j, options.overwrite) for j in jobs):

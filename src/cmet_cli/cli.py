@@ -37,12 +37,15 @@ def _console(quiet: bool = False):
     return Console(stderr=True, quiet=quiet)
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
+def _setup_logging(verbose: int, quiet: bool, console=None) -> "logging.Handler":
+    """Log records go through ``console``: the one the progress bars draw on, so that a log line is
+    printed above the live bars instead of being glued to one of them."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=_console(), show_time=False, show_path=False, markup=False)
+    handler = RichHandler(console=console or _console(), show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    return handler
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
@@ -138,7 +141,8 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     from .pipeline import EditOptions
     from .timeline import parse_duration
 
-    _setup_logging(verbose, quiet)
+    console = _console()  # one console for the bars, the log lines and the summary
+    _setup_logging(verbose, quiet, console)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         options = EditOptions(
@@ -170,10 +174,10 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     try:
         if ray_config is not None:
             results = distributed.run(jobs_list, options, ray_config, quiet=quiet, verbose=verbose,
-                                      show_progress=not (quiet or as_json), on_result=on_result)
+                                      show_progress=not (quiet or as_json), on_result=on_result, console=console)
         else:
             results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet, verbose=verbose,
-                                show_progress=not (quiet or as_json), on_result=on_result)
+                                show_progress=not (quiet or as_json), on_result=on_result, console=console)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
@@ -191,7 +195,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         except CmetError as exc:
             _fail(str(exc))
     if not as_json and not quiet:
-        batch.summary(results, _console())
+        batch.summary(results, console)
     sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
 
 

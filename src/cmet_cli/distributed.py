@@ -29,6 +29,7 @@ from . import batch
 from .batch import Job
 from .errors import CmetError, UsageError
 from .pipeline import EditOptions, EditResult, Editor, _is_file
+from .stages import Stage
 
 log = logging.getLogger("cmet")
 
@@ -37,7 +38,7 @@ DEFAULT_RETRIES = 2
 CPUS_PER_WORKER = 4  # default CPU share of a CPU-only worker
 POLL_SECONDS = 0.5
 
-WorkerHook = Callable[[Job, str, int, int], None]  # (job, stage, done, total), called inside the worker
+WorkerHook = Callable[[Job, Stage, int, int], None]  # (job, stage, done, total), called inside the worker
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,8 @@ class Worker:
         with self.lock:
             return self.frames
 
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        if stage == "write":
+    def _progress(self, stage: Stage, done: int, total: int) -> None:
+        if stage is Stage.WRITE_VIDEO:
             with self.lock:
                 self.frames = (done, total)
         if self.hook is not None and self.job is not None:
@@ -213,13 +214,13 @@ def remove_temp_files(output: Path, pid: int) -> list[Path]:
 class RayProgress:
     """One rich bar over all files, fed by finished results and the workers' frame counters."""
 
-    def __init__(self, console, total_files: int) -> None:
+    def __init__(self, console, total_files: int, *, disable: bool = False) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.total_files = total_files
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[files]}"),
                                  TextColumn("{task.fields[frames]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=console, transient=True)
+                                 console=console, transient=True, disable=disable)
         self.task = self.progress.add_task("ray", total=total_files, files="", frames="")
         self.finished = self.failed = self.frames_done = 0
         self.workers = 0
@@ -519,7 +520,7 @@ def _signal_exceptions() -> Iterator[None]:
 
 def run(jobs: Sequence[Job], options: EditOptions, config: RayConfig, *, quiet: bool = False, verbose: int = 0,
         on_result: Callable[[EditResult], None] | None = None, show_progress: bool | None = None,
-        hook: WorkerHook | None = None) -> list[EditResult]:
+        hook: WorkerHook | None = None, console=None) -> list[EditResult]:
     """Edit every job on a Ray cluster: the counterpart of ``batch.run`` (same results, in job order).
 
     Connects to ``config.address`` (or reuses an initialised Ray, or starts a local instance, shut
@@ -532,7 +533,7 @@ def run(jobs: Sequence[Job], options: EditOptions, config: RayConfig, *, quiet: 
     show = (not quiet) if show_progress is None else show_progress
     started = connect(ray, config.address, quiet)
     try:
-        with _signal_exceptions(), RayProgress(Console(stderr=True, quiet=not show), len(jobs)) as progress:
+        with _signal_exceptions(), RayProgress(console or Console(stderr=True), len(jobs), disable=not show) as progress:
             driver = Driver(ray, jobs, options, config, quiet=quiet, verbose=verbose, on_result=on_result,
                             progress=progress if show else None, hook=hook)
             return driver.run()
