@@ -164,6 +164,19 @@ def test_face_lost_for_part_of_the_clip(tmp_path, weights, fast_models, data_dir
     assert region_change(a[-lost:], b[-lost:], slice(None), slice(None)) < 2  # passed through: re-encoding only
 
 
+def test_cascade_fallback_is_a_warning_of_the_result(tmp_path, clip, weights, fast_models):
+    """--detector auto without face-alignment's weights: the cascade is used, and every result says so."""
+    from cmet_cli.faces import CASCADE_FALLBACK
+
+    out, report = tmp_path / "out.mp4", tmp_path / "report.json"
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--report", report, *model_args(weights),
+               env={"CMET_HOME": str(tmp_path / "empty-cache")})
+    assert run.code == 0, run.stderr
+    [row] = json.loads(report.read_text())["results"]
+    assert CASCADE_FALLBACK in row["warnings"]
+    assert run.warnings() == [f"warning: {clip}: {CASCADE_FALLBACK}"]  # one line, from the result
+
+
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory, data_dir) -> Path:
     return two_faces_clip(tmp_path_factory.mktemp("two") / "two.mp4")

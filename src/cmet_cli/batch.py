@@ -98,6 +98,9 @@ def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> li
         return jobs
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file: with several inputs or a folder, -o must be a folder")
+    if output.suffix.lower() in media.FORMAT_BY_SUFFIX and not output.is_dir():
+        why = "the input is a folder" if any(p.is_dir() for p in inputs) else "there are several inputs"
+        raise UsageError(f"-o must be a folder when {why}, not a video file name ({output})")
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():
@@ -394,4 +397,6 @@ def summary(results: Sequence[EditResult], console) -> None:
     for r in results:  # Text, not markup: file names may hold brackets
         table.add_row(Text(r.input), Text(r.status, style=style[r.status]), str(r.frames or "-"), f"{r.seconds:.1f}",
                       Text(r.error or "" if r.status == "failed" else r.output))
-    console.print(table)
+    from .terminal import table_console
+
+    table_console(console).print(table)  # in a pipe or a log: never wrapped at 80 columns

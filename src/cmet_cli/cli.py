@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .terminal import StyledErrors, table_console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EPILOG = """\b
@@ -53,7 +54,56 @@ def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+# ---------------------------------------------------------------- help layout and message style
+
+SECTION_ORDER = ("Emotion", "Faces", "Output", "Models and performance", "Ray cluster")
+EDIT_SECTIONS = {
+    "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
+    "Faces": ("detector", "box", "face", "colour_match"),
+    "Output": ("output", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
+    "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
+    "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
+}
+
+
+class CmetCommand(click.Command):
+    """A command whose options are listed in named sections (``sections``: section -> parameter names)."""
+
+    def __init__(self, *args, sections: dict[str, tuple[str, ...]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = {name: section for section, names in (sections or {}).items() for name in names}
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if not self.sections:
+            return super().format_options(ctx, formatter)
+        rows: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            if not isinstance(param, click.Option):
+                continue
+            record = param.get_help_record(ctx)
+            if record is not None:
+                rows.setdefault(self.sections.get(param.name or "", "Other options"), []).append(record)
+        for section in sorted(rows, key=lambda s: SECTION_ORDER.index(s) if s in SECTION_ORDER else len(SECTION_ORDER)):
+            with formatter.section(section):
+                formatter.write_dl(rows[section])
+
+
+class CmetGroup(click.Group):
+    """The ``cmet`` group: click's own usage errors print as ``error: …``, like the tool's."""
+
+    command_class = CmetCommand
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        with StyledErrors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        with StyledErrors():
+            return super().invoke(ctx)
+
+
+@click.group("cmet", cls=CmetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EPILOG)
 @click.version_option(__version__, prog_name="cmet")
 def main() -> None:
     """Change the emotion of the face in a talking-face video, driven by emotional speech (C-MET).
@@ -62,6 +112,7 @@ def main() -> None:
       cmet edit input.mp4 --emotion-speech sarcastic.wav -o out.mp4
       cmet edit clips/ -o edited/ --preset happy
       cmet download-weights
+      cmet doctor
     """
 
 
@@ -79,7 +130,7 @@ def _parse_box(ctx, param, value):
     return box
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG, sections=EDIT_SECTIONS, short_help="Change the facial emotion of videos or folders of videos.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file (one input) or folder (several inputs or a folder).")
@@ -110,7 +161,8 @@ def _parse_box(ctx, param, value):
 @click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original.")
 @click.option("--compare", is_flag=True, help="Write the original and the edit side by side (same audio).")
 @click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip complete ones).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip those made from the same input with the same settings; "
+                   "fail on others).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files edited at once (CPU).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Edit on this machine, or on a Ray cluster (pip install 'cmet-cli[ray]'; paths shared by all nodes).")
@@ -121,7 +173,7 @@ def _parse_box(ctx, param, value):
 @click.option("--report", type=click.Path(path_type=Path), help="Write a JSON report of every input here.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per input on stdout (with code_change and vector_norm: the emotion's strength).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings (errors still print).")
 @click.option("-v", "--verbose", count=True,
               help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
@@ -201,13 +253,30 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
 
 # ---------------------------------------------------------------- weights
 
-@main.command("download-weights")
-@click.option("--only", multiple=True, help="Only this entry of models.lock (repeatable).")
+def _lock_names() -> str:
+    from . import weights
+
+    try:
+        return ", ".join(weights.load_lock())
+    except Exception:  # noqa: BLE001 - help must always print
+        return "see models.lock"
+
+
+class _EntryOption(click.Option):
+    """``--only``: its help lists the entries of models.lock, read when help is shown (not at start-up)."""
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = f"Only this entry of models.lock (repeatable): {_lock_names()}."
+        return super().get_help_record(ctx)
+
+
+@main.command("download-weights", short_help="Download or install (--from DIR) the verified model weights.")
+@click.option("--only", multiple=True, cls=_EntryOption, help="Only this entry of models.lock (repeatable).")
 @click.option("--from", "from_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Install from a local folder instead of downloading (air-gapped machines).")
 @click.option("--check", is_flag=True, help="Verify what is installed (re-hash every file) and exit.")
 @click.option("--include-sample", is_flag=True, help="Also fetch the demo's sample clip.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress bars).")
 def download_weights(only, from_dir, check, include_sample, quiet):
     """Download (or install from --from DIR) the model weights, verified against models.lock."""
     from . import weights
@@ -255,16 +324,16 @@ def download_weights(only, from_dir, check, include_sample, quiet):
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-@main.command("weights")
-def weights_cmd():
-    """Show installed weights (verified or not), ffmpeg and CUDA."""
-    _doctor()
-
-
-@main.command("doctor")
+@main.command("doctor", short_help="What is installed and usable: weights, ffmpeg, CUDA (alias: weights).")
 def doctor():
-    """Same as `cmet weights`: what is installed and usable."""
+    """What is installed and usable: the weights (verified or not), ffmpeg and CUDA.
+
+    `cmet weights` is another name for it.
+    """
     _doctor()
+
+
+main.add_command(click.Command("weights", callback=doctor.callback, help=doctor.help, hidden=True))
 
 
 def _doctor() -> None:
@@ -280,7 +349,7 @@ def _doctor() -> None:
     for name, entry in weights.load_lock().items():
         status = weights.check(entry)
         table.add_row(name, status.state + (f" ({status.detail})" if status.detail else ""), str(status.path), ", ".join(entry.needed_by))
-    console.print(table)
+    table_console(console).print(table)
     try:
         console.print(f"ffmpeg:  {media.ffmpeg_binary()}\nffprobe: {media.ffprobe_binary()}")
     except CmetError as exc:
@@ -293,7 +362,7 @@ def _doctor() -> None:
 
 # ---------------------------------------------------------------- emotions and previews
 
-@main.command()
+@main.command(short_help="List the preset emotions, their clip counts and strength.")
 @click.option("--bank", "bank_dir", type=click.Path(path_type=Path),
               help="Preset bank folder (DIR/<emotion>/*.npy); default: the one `cmet download-weights` installs.")
 @click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
@@ -326,10 +395,11 @@ def emotions(bank_dir, weights_dir, as_json):
     for row in rows:
         style = "yellow" if row.weak else None
         table.add_row(row.name, str(row.clips), "-" if row.norm is None else f"{row.norm:.1f}", row.note, style=style)
-    Console(soft_wrap=False).print(table)
+    table_console(Console(soft_wrap=False)).print(table)
 
 
-@main.command(epilog="Exit codes: 0 sheet written, 1 failed (no face, missing weights, ...), 2 usage error.")
+@main.command(epilog="Exit codes: 0 sheet written, 1 failed (no face, missing weights, ...), 2 usage error.",
+              short_help="Contact sheet of a few frames, original above edited: choose before a long edit.")
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet image (.png or .jpg).")
 @click.option("--preset", help="Preset emotion (see `cmet emotions`), e.g. happy.")
