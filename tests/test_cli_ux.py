@@ -173,3 +173,13 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")},
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_result_lines_print_through_the_bars_console():
+    """error:/warning: lines of a result go through the live console (above the bars), still one plain line."""
+    from rich.console import Console
+
+    screen = io.StringIO()
+    console = Console(file=screen, width=40)
+    batch._say("warning", "/a/very/long/path/to/a/clip.mp4: no face in 3 of 10 frames: those pass through unchanged", console)
+    assert screen.getvalue() == "warning: /a/very/long/path/to/a/clip.mp4: no face in 3 of 10 frames: those pass through unchanged\n"

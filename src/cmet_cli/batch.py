@@ -172,9 +172,17 @@ def check_speech(options: EditOptions) -> None:
 
 # ---------------------------------------------------------------- messages and progress
 
-def _say(kind: str, text: str) -> None:
-    """One plain line on stderr (never wrapped: scripts grep their logs)."""
-    print(f"{kind}: {text}", file=sys.stderr, flush=True)
+def _say(kind: str, text: str, console=None) -> None:
+    """One plain line on stderr (never wrapped: scripts grep their logs).
+
+    ``console``: the console of the live progress bars, which prints the line above them.
+    """
+    if console is None:
+        print(f"{kind}: {text}", file=sys.stderr, flush=True)
+        return
+    from rich.text import Text
+
+    console.print(Text(f"{kind}: {text}"), soft_wrap=True, highlight=False)
 
 
 class StageProgress:
@@ -244,8 +252,9 @@ def _message(exc: BaseException, job: Job) -> str:
     return " ".join(text.split())
 
 
-def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet: bool = False) -> EditResult:
-    """Edit one file; every failure becomes a ``failed`` result with a one-line message."""
+def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet: bool = False,
+             console=None) -> EditResult:
+    """Edit one file; every failure becomes a ``failed`` result with a one-line message (printed on ``console``)."""
     result = EditResult(str(job.input), str(job.output))
     started = time.perf_counter()
     try:
@@ -267,10 +276,10 @@ def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet:
             traceback.print_exc()
     result.seconds = result.seconds or (time.perf_counter() - started)
     if result.status == "failed":
-        _say("error", f"{job.input}: {result.error}")
+        _say("error", f"{job.input}: {result.error}", console)
     if not quiet:
         for warning in result.warnings:
-            _say("warning", f"{job.input}: {warning}")
+            _say("warning", f"{job.input}: {warning}", console)
     return result
 
 
@@ -347,9 +356,9 @@ def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, qui
         def one(job: Job, worker: Editor) -> EditResult:
             if load_error and _needs_models(job, options.overwrite):
                 result = EditResult(str(job.input), str(job.output), status="failed", error=load_error)
-                _say("error", f"{job.input}: {load_error}")
+                _say("error", f"{job.input}: {load_error}", console)
             else:
-                result = edit_one(worker, job, options.overwrite, verbose, quiet)
+                result = edit_one(worker, job, options.overwrite, verbose, quiet, console)
             progress.file_done()
             if on_result:
                 on_result(result)

@@ -220,8 +220,10 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         finished.append(result)
         if as_json:
             click.echo(json.dumps(result.as_dict()))
-        if verbose and result.status == "done":
-            click.echo(strength_line(result), err=True)
+        if verbose and result.status == "done":  # through the bars' console: printed above them, not over them
+            from rich.text import Text
+
+            console.print(Text(strength_line(result)), soft_wrap=True, highlight=False)
 
     try:
         if ray_config is not None:

@@ -422,7 +422,7 @@ class Driver:
 
     def say(self, kind: str, text: str) -> None:
         if kind == "error" or not self.quiet:
-            batch._say(kind, text)
+            batch._say(kind, text, self.progress.progress.console if self.progress else None)
 
     def finish(self, index: int, result: EditResult) -> None:
         job, remote = self.jobs[index], self.remote_jobs[index]
