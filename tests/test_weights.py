@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import os
 import socket
 import subprocess
@@ -259,3 +260,193 @@ def test_complete_partial_download_is_verified_not_refetched(home, server, monke
     monkeypatch.setattr(RangeHandler, "do_GET", refuse_range)
     path = weights.download(entry(url=f"{server}/blob.bin"))
     assert path.read_bytes() == PAYLOAD
+
+
+# ---------------------------------------------------------------- the hub client, against a loopback mirror
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class HubHandler(http.server.BaseHTTPRequestHandler):
+    """A minimal Hugging Face Hub mirror: HEAD/GET /<repo>/resolve/<revision>/<path> serving PAYLOAD, with Range."""
+
+    files = {"/org/model/resolve/v1/sub/blob.bin": PAYLOAD}
+
+    def _answer(self, body: bool) -> None:
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = int(self.headers["Range"].split("=")[1].split("-")[0]) if "Range" in self.headers else 0
+        self.send_response(206 if start else 200)
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if body:
+            self.wfile.write(data[start:])
+
+    def do_HEAD(self):  # noqa: N802
+        self._answer(body=False)
+
+    def do_GET(self):  # noqa: N802
+        self._answer(body=True)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def hub(monkeypatch):
+    """HF_ENDPOINT pointing at a loopback hub mirror for the test's duration (nothing leaves the machine)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HubHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield endpoint
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def hub_entry(sha=SHA, path="sub/blob.bin"):
+    return weights.LockEntry(name="blob", kind="hub", url="https://huggingface.co/org/model/resolve/v1/sub/blob.bin",
+                             repo="org/model", revision="v1", path=path, filename="blob.bin", sha256=sha)
+
+
+def test_hub_entry_downloads_through_hf_hub_download(home, hub, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    real = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    seen = []
+    path = weights.download(hub_entry(), progress=lambda done, total: seen.append((done, total)))
+    assert path == home / "blob.bin" and path.read_bytes() == PAYLOAD
+    (args, kwargs), = calls
+    assert args == ("org/model", "sub/blob.bin") and kwargs["revision"] == "v1"
+    assert Path(kwargs["local_dir"]).parent == home / ".hub"  # the hub client's files live under CMET_HOME
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert weights.check(hub_entry()).state == "verified"
+    record = weights.read_records(home)["blob"]
+    assert record["via"] == "download" and record["source"] == f"{hub}/org/model/resolve/v1/sub/blob.bin"
+    assert not (home / ".hub").exists() or not any((home / ".hub").rglob("blob.bin"))
+
+
+def test_hub_entry_is_verified_against_the_lock(home, hub):
+    with pytest.raises(WeightsError, match="models.lock pins"):
+        weights.download(hub_entry(sha="0" * 64))
+    assert not (home / "blob.bin").exists() and not list(home.rglob("blob.bin"))
+    with pytest.raises(WeightsError, match=r"HTTP 404.*--from DIR --only blob"):
+        weights.download(hub_entry(path="sub/absent.bin"))
+
+
+def test_unreachable_hub_fails_fast_with_the_entrys_advice(home, monkeypatch):
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(WeightsError, match=r"cannot reach 127.0.0.1 for blob .*--from DIR --only blob.*--weights-dir"):
+        weights.download(hub_entry())
+    assert time.monotonic() - started < 5  # not the hub client's ~25 s of retries
+
+
+# ---------------------------------------------------------------- installing from a folder, optional files
+
+def test_install_from_is_recorded_as_from_the_folder(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    weights.install_from(entry(), src)
+    record = weights.read_records(home)["blob"]
+    assert record["via"] == "from" and record["source"] == str((src / "blob.bin").resolve())
+    assert "127.0.0.1" not in json.dumps(record)  # not the official URL it was never downloaded from
+
+
+def _lock_with_optional(tmp_path: Path) -> Path:
+    lock = tmp_path / "models.lock"
+    lock.write_text(f'version = 1\n[files.blob]\nkind = "url"\nurl = "http://127.0.0.1:9/blob.bin"\n'
+                    f'filename = "blob.bin"\nsha256 = "{SHA}"\n'
+                    '[files.extra]\nkind = "url"\nurl = "http://127.0.0.1:9/extra.bin"\nfilename = "extra.bin"\n'
+                    'optional = true\nneeded_by = ["edit --detector fan"]\n')
+    return lock
+
+
+def test_cli_from_and_check_pass_without_optional_files(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    env = {"CMET_MODELS_LOCK": str(_lock_with_optional(tmp_path)), "CMET_HOME": str(home)}
+    done = cmet("download-weights", "--from", str(src), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "extra: not in" in done.stderr and "optional, needed only by edit --detector fan" in done.stderr
+    check = cmet("download-weights", "--check", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "missing (optional" in check.stderr
+    asked = cmet("download-weights", "--check", "--only", "extra", env=env)  # asked for by name: not optional
+    assert asked.returncode == 1
+    (home / "blob.bin").unlink()  # a required file missing still fails
+    assert cmet("download-weights", "--check", env=env).returncode == 1
+
+
+def test_demo_download_gives_the_sample_clip_its_own_advice(tmp_path, home):
+    """`make demo` after `--from DIR` without the clip: the advice is about the clip, not the weights."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lock = tmp_path / "models.lock"
+    lock.write_text(f'version = 1\n[files.blob]\nkind = "url"\nurl = "http://127.0.0.1:{port}/blob.bin"\n'
+                    f'filename = "blob.bin"\nsha256 = "{SHA}"\n'
+                    f'[files.sample-video]\nkind = "url"\nurl = "http://127.0.0.1:{port}/W009_038.mp4"\n'
+                    'filename = "W009_038.mp4"\noptional = true\n')
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    env = {"CMET_MODELS_LOCK": str(lock), "CMET_HOME": str(home)}
+    assert cmet("download-weights", "--from", str(src), env=env).returncode == 0
+    demo = cmet("download-weights", "--only", "blob", "--only", "sample-video", env=env)
+    assert demo.returncode == 1
+    assert "blob: already installed" in demo.stderr
+    sample = [line for line in demo.stderr.splitlines() if "W009_038" in line and "error" in line]
+    assert len(sample) == 1, demo.stderr
+    assert "--from DIR --only sample-video" in sample[0] and "--weights-dir" not in sample[0]
+
+
+# ---------------------------------------------------------------- one folder rule; the bank
+
+def test_weights_dir_accepts_the_bank_under_features_like_from(tmp_path, home):
+    d = tmp_path / "w"
+    (d / "features" / "neutral").mkdir(parents=True)
+    for name in ("EDTalk.pt", "_epoch_2105_checkpoint_step000200000.pth"):
+        (d / name).write_bytes(b"x")
+    assert weights.bank_folder(None, d) == d / "features"
+    assert weights.resolve(d).bank == d / "features"
+    assert weights.find_in_folder(weights.load_lock()["bank"], d) == d / "features"  # what --from DIR installs
+    (d / "bank" / "neutral").mkdir(parents=True)
+    assert weights.bank_folder(None, d) == d / "bank"  # the official name first, as for --from
+
+
+def test_missing_bank_names_the_bank_option(home):
+    with pytest.raises(WeightsError, match=r"preset bank is not installed.*--bank DIR"):
+        weights.bank_folder()
+
+
+def test_emotions_lists_the_presets_without_a_bank(home):
+    from cmet_cli import presets
+    from cmet_cli.speech import PRESETS
+
+    rows = presets.describe()
+    assert [r.name for r in rows] == list(PRESETS)
+    assert all(not r.installed and "not installed" in r.note for r in rows)
+    out = cmet("emotions", env={"CMET_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert "sarcastic" in out.stdout and "not installed" in out.stdout and "--bank DIR" in out.stderr
+    as_json = cmet("emotions", "--json", env={"CMET_HOME": str(home)})
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)[0]["installed"] is False

@@ -1,7 +1,7 @@
 """The ``cmet`` command: a thin layer over ``cmet_cli.pipeline`` that parses, reports and sets exit codes.
 
 Exit codes: 0 every input done or skipped; 1 some input failed; 2 usage error; 130/143 interrupted
-(SIGINT/SIGTERM). Heavy libraries (torch, transformers, face-alignment) load only inside commands.
+(SIGINT/SIGTERM). Heavy libraries (torch, huggingface_hub, face-alignment) load only inside commands.
 """
 from __future__ import annotations
 
@@ -286,16 +286,21 @@ def download_weights(only, from_dir, check, include_sample, quiet):
 
     console = _console(quiet)
     lock = weights.load_lock()
+
+    def say(line: str) -> None:  # plain text, never wrapped: paths and commands stay whole in a pipe or a log
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     unknown = [n for n in only if n not in lock]
     if unknown:
         _fail(f"unknown entry {', '.join(unknown)}; models.lock has {', '.join(lock)}", EXIT_USAGE)
-    names = list(only) or [n for n in lock if n != "sample-video" or include_sample or check]
+    # --check and --from look at every entry (the sample clip too); a plain download skips the sample clip
+    names = list(only) or [n for n in lock if n != "sample-video" or include_sample or check or from_dir]
     if check:
         bad = 0
         for name in names:
             status = weights.check(lock[name], rehash=True)
-            bad += status.state in ("mismatch", "missing")
-            console.print(f"{name:14} {status.state:9} {status.path} {status.detail}")
+            bad += weights.fails(status, asked=bool(only))
+            say(weights.status_line(status, asked=bool(only)))
         sys.exit(EXIT_FAILED if bad else EXIT_OK)
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
@@ -306,7 +311,7 @@ def download_weights(only, from_dir, check, include_sample, quiet):
             entry = lock[name]
             status = weights.check(entry)
             if status.state in ("verified", "recorded"):
-                console.print(f"{name}: already installed ({status.path})")
+                say(f"{name}: already installed ({status.path})")
                 continue
             task = progress.add_task(name, total=entry.size or None)
             update = lambda done, total, task=task: progress.update(task, completed=done, total=total or None)  # noqa: E731
@@ -314,15 +319,18 @@ def download_weights(only, from_dir, check, include_sample, quiet):
                 if from_dir:
                     path = weights.install_from(entry, from_dir, progress=update)
                     if path is None:
-                        console.print(f"{name}: not in {from_dir} (expected {entry.filename})")
-                        failed += 1
+                        say(weights.absent_line(entry, from_dir, asked=bool(only)))
+                        failed += not entry.optional or bool(only)
                         continue
                 else:
                     path = weights.download(entry, progress=update)
-            except CmetError as exc:
-                progress.stop()
-                _fail(str(exc))
-            console.print(f"{name}: installed {path}")
+            except CmetError as exc:  # say it and go on: each missing file gets its own advice
+                say(f"error: {exc}")
+                failed += 1
+                continue
+            finally:
+                progress.remove_task(task)
+            say(f"{name}: installed {path}")
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
@@ -385,6 +393,11 @@ def emotions(bank_dir, weights_dir, as_json):
         rows = presets.describe(bank_dir, weights_dir)
     except CmetError as exc:
         _fail(str(exc))
+    if rows and not any(row.installed for row in rows):
+        from . import weights
+
+        lock = weights.load_lock()
+        click.echo(weights.missing_message(lock["bank"], weights.installed_path(lock["bank"])), err=True)
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
         return
@@ -396,7 +409,7 @@ def emotions(bank_dir, weights_dir, as_json):
         table.add_column(col)
     for row in rows:
         style = "yellow" if row.weak else None
-        table.add_row(row.name, str(row.clips), "-" if row.norm is None else f"{row.norm:.1f}", row.note, style=style)
+        table.add_row(row.name, str(row.clips) if row.installed else "-", "-" if row.norm is None else f"{row.norm:.1f}", row.note, style=style)
     table_console(Console(soft_wrap=False)).print(table)
 
 

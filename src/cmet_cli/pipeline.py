@@ -751,8 +751,8 @@ def _fan_paths(weights_module, weights_dir: Path | None = None) -> dict:
     lock = weights_module.load_lock()
     out = {}
     for name in ("fan-detector", "fan-landmarks"):
-        given = Path(weights_dir) / lock[name].filename if weights_dir else None
-        if given is not None and given.is_file():
+        given = weights_module.find_in_folder(lock[name], weights_dir) if weights_dir else None
+        if given is not None:
             out[name] = given
             continue
         status = weights_module.check(lock[name])

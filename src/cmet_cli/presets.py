@@ -16,6 +16,7 @@ import numpy as np
 # A preset whose direction (mean emotion − mean neutral) is this short barely moves the expression:
 # contempt's is ~0.9 against 5–13 for the others (its mean sits on top of neutral's, cosine 0.997).
 WEAK_NORM = 2.0
+NOT_INSTALLED = "not installed"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class PresetInfo:
     norm: float | None  # None for neutral itself and for presets missing from the bank
     cosine: float | None = None  # cosine between the preset's mean embedding and neutral's
     note: str = ""
+    installed: bool = True  # False: the bank is not installed, only the name is known
 
     @property
     def weak(self) -> bool:
@@ -53,11 +55,15 @@ def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | No
 def describe(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> list[PresetInfo]:
     """Every preset with its clip count, direction norm and note, in the published order.
 
-    Emotions of the bank that are not published presets (a custom ``--bank``) follow, sorted.
+    Emotions of the bank that are not published presets (a custom ``--bank``) follow, sorted. Without an
+    installed bank (and no ``--bank``) the published names are listed, each marked "not installed".
     """
+    from . import weights
     from .errors import CmetError
     from .speech import PRESETS, load_bank, preset_vector
 
+    if not bank_dir and not weights.bank_folder(None, weights_dir, verify=False).is_dir():
+        return [PresetInfo(name, 0, None, None, NOT_INSTALLED, installed=False) for name in PRESETS]
     folder = bank_folder(bank_dir, weights_dir)
     if not folder.is_dir():
         raise CmetError(f"--bank {folder}: no such folder (layout DIR/<emotion>/*.npy)")

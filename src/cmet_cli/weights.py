@@ -5,6 +5,11 @@ under its official name, ``bank/<emotion>/*.npy`` for the preset bank and ``hash
 sha256 of every file installed ("trust on first use" for files whose hash no public page states).
 Nothing is moved under its final name before it has been verified, so a failed or partial
 download never looks installed.
+
+Hub files (``kind = "hub"``) are fetched by ``huggingface_hub.hf_hub_download`` (pinned revision,
+resumable, ``HF_ENDPOINT`` mirrors, ``HF_HUB_OFFLINE``) into ``$CMET_HOME/.hub``; every other URL
+goes through ``fetch_url``. Either way the file is then verified and moved into place by
+``_move_into_place``.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from .errors import WeightsError
 
@@ -33,7 +38,6 @@ CHECKPOINT_NAMES = {
     "connector": "_epoch_2105_checkpoint_step000200000.pth",
     "emotion2vec": "emotion2vec_plus_large.pt",
 }
-HF_FIX = "install the weights from a folder with `cmet download-weights --from DIR`, or point `--weights-dir DIR` at checkpoints under their official names"
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class LockEntry:
     """One downloadable file of ``models.lock``."""
 
     name: str
-    kind: str  # "url" (one file) or "archive" (a tarball from which `path` members are extracted)
+    kind: str  # "hub" (hf_hub_download), "url" (one file) or "archive" (a tarball from which `path` members are extracted)
     url: str
     filename: str
     sha256: str = ""
@@ -53,6 +57,31 @@ class LockEntry:
     sha256_prefix: str = ""
     aliases: tuple[str, ...] = ()
     needed_by: tuple[str, ...] = ()
+    optional: bool = False  # the tool works without it: a missing optional file fails no command
+
+
+def folder_names(entry: LockEntry) -> tuple[str, ...]:
+    """The names under which a folder (``--from DIR``, ``--weights-dir DIR``) may hold this entry, preferred first:
+    the official file name, its aliases and its name in the source repository; for the bank, a folder
+    ``bank/`` or ``features/`` (``<emotion>/*.npy``)."""
+    if entry.kind == "archive":
+        return (entry.filename, "features")
+    return tuple(dict.fromkeys((entry.filename, *entry.aliases, Path(entry.path).name)))
+
+
+def offline_advice(entry: LockEntry) -> str:
+    """How to install this one entry without a network (each kind of file has its own way)."""
+    names = ", ".join(f"DIR/{n}" for n in folder_names(entry))
+    if entry.kind == "archive":
+        return (f"install it from a folder with `cmet download-weights --from DIR --only {entry.name}` "
+                f"(DIR/bank/ or DIR/features/ holding <emotion>/*.npy), or pass --bank DIR")
+    if entry.name == "sample-video":
+        return (f"copy {entry.filename} into a folder DIR and run "
+                f"`cmet download-weights --from DIR --only {entry.name}`")
+    advice = f"install it from a folder with `cmet download-weights --from DIR --only {entry.name}` ({names})"
+    if entry.kind == "hub":
+        advice += ", or point --weights-dir DIR at checkpoints under their official names"
+    return advice
 
 
 def lock_path() -> Path:
@@ -202,19 +231,62 @@ def check(entry: LockEntry, root: Path | None = None, *, rehash: bool = False) -
     return Status(entry, path, True, "verified" if verified else "recorded")
 
 
-def _remember(root: Path, entry: LockEntry, digest: str, path: Path, **extra) -> None:
+def fails(status: Status, *, asked: bool = False) -> bool:
+    """Whether a status fails ``download-weights --check``: a hash mismatch always; a missing file unless it is
+    optional and was not asked for by name (``--only``)."""
+    if status.state == "mismatch":
+        return True
+    return status.state == "missing" and (asked or not status.entry.optional)
+
+
+def status_line(status: Status, *, asked: bool = False) -> str:
+    """One line of ``download-weights --check``."""
+    state = status.state
+    if state == "missing" and not fails(status, asked=asked):
+        state = "missing (optional: needed only by " + ", ".join(status.entry.needed_by) + ")"
+    return f"{status.entry.name:14} {state:9} {status.path}" + (f" {status.detail}" if status.detail else "")
+
+
+def absent_line(entry: LockEntry, folder: Path, *, asked: bool = False) -> str:
+    """What ``download-weights --from DIR`` says about an entry the folder does not hold."""
+    slash = "/" if entry.kind == "archive" else ""
+    names = " or ".join(f"{n}{slash}" for n in folder_names(entry))
+    line = f"{entry.name}: not in {folder} (expected {names})"
+    if entry.optional and not asked:
+        line += "; optional, needed only by " + ", ".join(entry.needed_by)
+    return line
+
+
+def _remember(root: Path, entry: LockEntry, digest: str, path: Path, via: str | None = None,
+              source: str | None = None, **extra) -> None:
+    """Record an installed file's hash and where it came from.
+
+    ``via`` is how it was installed: "download" (``source`` is the URL or hub file), "from" (``source`` is the
+    folder file it was copied from, ``--from DIR``) or "first-use" (found in the cache without a record).
+    ``None`` keeps what an earlier record says (the file's stamp changed, its content did not).
+    """
     with _records_lock(root):
         records = read_records(root)
-        records[entry.name] = {**records.get(entry.name, {}), "sha256": digest, "stamp": _stamp(path),
-                               "source": entry.url, **extra}
+        record = {**records.get(entry.name, {}), "sha256": digest, "stamp": _stamp(path), **extra}
+        if via is not None or "via" not in record:
+            record["via"], record["source"] = via or "first-use", source or ""
+        records[entry.name] = record
         _write_records(root, records)
+
+
+def missing_message(entry: LockEntry, path: Path) -> str:
+    """What to say when an entry is not installed: how to download it, and how to do without a network."""
+    what = ("the preset bank is" if entry.kind == "archive" else "the sample clip is" if entry.name == "sample-video"
+            else f"the {entry.name} weights are")
+    return (f"{what} not installed ({path}): run `cmet download-weights --only {entry.name}`; "
+            f"offline, {offline_advice(entry)}")
 
 
 def require(entry: LockEntry, root: Path | None = None) -> Path:
     """The verified installed path of an entry, or a WeightsError that says how to fix it."""
     status = check(entry, root)
     if status.state == "missing":
-        raise WeightsError(f"{entry.name} weights are not installed ({status.path}): run `cmet download-weights` or pass --weights-dir DIR")
+        raise WeightsError(missing_message(entry, status.path))
     if status.state == "mismatch":
         raise WeightsError(
             f"{status.path} failed its hash check ({status.detail}): delete it and run `cmet download-weights --only {entry.name}`"
@@ -236,17 +308,27 @@ def _verify_new(entry: LockEntry, tmp: Path, progress: ProgressFn | None = None)
     return digest
 
 
-def _place(entry: LockEntry, tmp: Path, root: Path, digest: str, **extra) -> Path:
-    final = installed_path(entry, root)
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """The one place where a verified file (or folder) takes its final name."""
     if final.is_dir():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _remember(root, entry, digest, final, **extra)
+
+
+def _place(entry: LockEntry, tmp: Path, root: Path, digest: str, **record) -> Path:
+    final = installed_path(entry, root)
+    _move_into_place(tmp, final)
+    _remember(root, entry, digest, final, **record)
     return final
 
 
-def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float = 30.0) -> None:
-    """Download ``url`` to ``dest``, resuming a partial ``dest`` with an HTTP Range request."""
+def fetch_url(url: str, dest: Path, progress: ProgressFn | None = None, *, advice: str = "",
+              timeout: float = 30.0) -> None:
+    """Download a plain URL to ``dest``, resuming a partial ``dest`` with an HTTP Range request.
+
+    Every non-hub download (GitHub's sample clip and archive, face-alignment's files) goes through here;
+    ``advice`` ends the "cannot reach" message (how to install that file without a network).
+    """
     have = dest.stat().st_size if dest.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "cmet-cli"})
     if have:
@@ -270,7 +352,7 @@ def _fetch(url: str, dest: Path, progress: ProgressFn | None, timeout: float = 3
     except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
         host = urllib.parse.urlparse(url).hostname
         reason = getattr(exc, "reason", exc)
-        raise WeightsError(f"cannot reach {host} ({reason}); {HF_FIX}") from None
+        raise WeightsError(f"cannot reach {host} ({reason})" + (f"; {advice}" if advice else "")) from None
     except OSError as exc:
         raise WeightsError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
@@ -304,48 +386,120 @@ def _extract_members(archive: Path, pattern: str, out: Path) -> int:
     return count
 
 
+def _progress_bar(progress: ProgressFn | None):
+    """A tqdm class for ``hf_hub_download`` that shows nothing itself and reports to ``progress``."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class Forward(hub_tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self.done = kwargs.get("initial") or 0
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.done += n or 0
+            if progress:
+                progress(int(self.done), int(self.total or 0))
+            return None
+
+    return Forward
+
+
+def hub_download(entry: LockEntry, staging: Path, progress: ProgressFn | None = None) -> tuple[Path, str]:
+    """Fetch a hub entry with ``hf_hub_download`` into ``staging``: (the downloaded file, its source URL).
+
+    ``HF_ENDPOINT`` (a mirror), ``HF_HUB_OFFLINE`` and the hub's token apply as usual; a partial download is
+    resumed by the next call.
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    from . import __version__
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, not when huggingface_hub was imported
+    revision = entry.revision or None
+    source = huggingface_hub.hf_hub_url(entry.repo, entry.path, revision=revision, endpoint=endpoint)
+    host = urllib.parse.urlparse(source).hostname
+    unreachable = f"cannot reach {host} for {entry.name} ({{}}); {offline_advice(entry)}"
+    try:  # one HEAD without retries first: hf_hub_download retries an unreachable hub for ~25 s
+        huggingface_hub.get_hf_file_metadata(source)
+    except HfHubHTTPError as exc:
+        raise WeightsError(_hub_http_error(entry, source, exc)) from None
+    except OfflineModeIsEnabled:
+        raise WeightsError(unreachable.format("HF_HUB_OFFLINE is set")) from None
+    except Exception as exc:  # the hub client's transport errors: refused, DNS, timeout, TLS
+        raise WeightsError(unreachable.format(exc)) from None
+    try:
+        path = huggingface_hub.hf_hub_download(
+            entry.repo, entry.path, revision=revision, local_dir=staging, endpoint=endpoint,
+            library_name="cmet-cli", library_version=__version__, tqdm_class=_progress_bar(progress))
+    except HfHubHTTPError as exc:
+        raise WeightsError(_hub_http_error(entry, source, exc)) from None
+    except LocalEntryNotFoundError as exc:
+        raise WeightsError(unreachable.format(exc.__cause__ or exc)) from None
+    except Exception as exc:  # connection lost mid-file, size mismatch, disk full
+        raise WeightsError(f"download of {source} failed ({exc}); run the command again to resume, "
+                           f"or {offline_advice(entry)}") from None
+    return Path(path), source
+
+
+def _hub_http_error(entry: LockEntry, source: str, exc) -> str:
+    status = exc.response.status_code if getattr(exc, "response", None) is not None else "?"
+    what = "no such file, revision or repository" if status == 404 else "access denied" if status in (401, 403) else ""
+    return f"download of {source} failed: HTTP {status}" + (f" ({what})" if what else "") + f"; {offline_advice(entry)}"
+
+
+def _verified_or_removed(entry: LockEntry, tmp: Path, progress: ProgressFn | None = None) -> str:
+    """``_verify_new``, removing ``tmp`` (file or folder) when it fails."""
+    try:
+        return _verify_new(entry, tmp, progress)
+    except WeightsError:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+
+
 def download(entry: LockEntry, root: Path | None = None, progress: ProgressFn | None = None) -> Path:
     """Download, verify and install one entry; resumes a partial download left by an earlier try."""
     root = root or home()
     root.mkdir(parents=True, exist_ok=True)
-    part = root / f"{entry.filename}.download.part"
-    _fetch(entry.url, part, progress)
-    if entry.kind == "archive":
+    if entry.kind == "hub":
+        staging = root / ".hub" / entry.name
+        got, source = hub_download(entry, staging, progress)
         try:
-            digest = _verify_new(entry, part)
-        except WeightsError:
-            part.unlink(missing_ok=True)
-            raise
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.", dir=root))
-        try:
-            _extract_bank(part, entry.path, staging)
-            final = _place(entry, staging, root, sha256_tree(staging), archive_sha256=digest)
+            digest = _verified_or_removed(entry, got)
+            return _place(entry, got, root, digest, via="download", source=source)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            part.unlink(missing_ok=True)
-        return final
+            shutil.rmtree(staging, ignore_errors=True)  # only the hub client's metadata is left
+    part = root / f"{entry.filename}.download.part"
+    fetch_url(entry.url, part, progress, advice=offline_advice(entry))
+    digest = _verified_or_removed(entry, part)
+    if entry.kind != "archive":
+        return _place(entry, part, root, digest, via="download", source=entry.url)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.", dir=root))
     try:
-        digest = _verify_new(entry, part)
-    except WeightsError:
+        _extract_bank(part, entry.path, staging)
+        return _place(entry, staging, root, sha256_tree(staging), via="download", source=entry.url,
+                      archive_sha256=digest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
         part.unlink(missing_ok=True)
-        raise
-    return _place(entry, part, root, digest)
 
 
-def _candidates(entry: LockEntry, src: Path) -> Iterable[Path]:
-    for name in (entry.filename, *entry.aliases, Path(entry.path).name):
-        yield src / name
-    if entry.kind == "archive":
-        yield src / "features"
+def find_in_folder(entry: LockEntry, folder: str | Path) -> Path | None:
+    """Where ``folder`` holds this entry (see ``folder_names``), or None: the one rule shared by ``--from DIR``
+    and ``--weights-dir DIR``."""
+    is_there = Path.is_dir if entry.kind == "archive" else Path.is_file
+    return next((Path(folder) / n for n in folder_names(entry) if is_there(Path(folder) / n)), None)
 
 
 def install_from(entry: LockEntry, src: Path, root: Path | None = None, progress: ProgressFn | None = None) -> Path | None:
     """Install one entry from a local folder (air-gapped machines), verified like a download.
 
-    Returns the installed path, or None when the folder does not hold this entry.
+    Returns the installed path, or None when the folder does not hold this entry. The hash record says the
+    file came from that folder (``via = "from"``), not from the official URL.
     """
     root = root or home()
-    found = next((p for p in _candidates(entry, Path(src)) if p.exists()), None)
+    found = find_in_folder(entry, src)
     if found is None:
         return None
     root.mkdir(parents=True, exist_ok=True)
@@ -365,11 +519,10 @@ def install_from(entry: LockEntry, src: Path, root: Path | None = None, progress
             tmp.unlink(missing_ok=True)
             raise WeightsError(f"cannot copy {found} into {root}: {exc.strerror or exc}") from None
     try:
-        digest = _verify_new(entry, tmp, progress)
+        digest = _verified_or_removed(entry, tmp, progress)
     except WeightsError as exc:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise WeightsError(f"{found}: {exc}") from None
-    return _place(entry, tmp, root, digest)
+    return _place(entry, tmp, root, digest, via="from", source=str(found.resolve()))
 
 
 # ---------------------------------------------------------------- what an edit loads
@@ -386,15 +539,16 @@ class WeightPaths:
 
 def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None,
                 lock: dict[str, LockEntry] | None = None, *, verify: bool = True) -> Path:
-    """The preset bank: ``--bank DIR``, else ``WEIGHTS_DIR/bank``, else the installed (verified) bank."""
+    """The preset bank: ``--bank DIR``, else ``WEIGHTS_DIR/bank`` or ``WEIGHTS_DIR/features``, else the installed (verified) bank."""
     if bank_dir:
         if not Path(bank_dir).is_dir():
             raise WeightsError(f"--bank {bank_dir}: no such folder (layout DIR/<emotion>/*.npy)")
         return Path(bank_dir)
     weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
-    if weights_dir and (Path(weights_dir) / "bank").is_dir():
-        return Path(weights_dir) / "bank"
     entry = (lock or load_lock())["bank"]
+    found = find_in_folder(entry, weights_dir) if weights_dir else None
+    if found is not None:
+        return found
     return require(entry) if verify else installed_path(entry)
 
 
@@ -412,10 +566,9 @@ def resolve(
 
     def pick(name: str) -> Path:
         if weights_dir:
-            entry = lock[name]
-            for cand in _candidates(entry, Path(weights_dir)):
-                if cand.is_file():
-                    return cand
+            found = find_in_folder(lock[name], weights_dir)
+            if found is not None:
+                return found
             raise WeightsError(
                 f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found (--weights-dir expects the official file names: "
                 f"{', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
