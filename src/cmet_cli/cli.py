@@ -358,7 +358,7 @@ def _doctor() -> None:
         table.add_column(col)
     for name, entry in weights.load_lock().items():
         status = weights.check(entry)
-        table.add_row(name, status.state + (f" ({status.detail})" if status.detail else ""), str(status.path), ", ".join(entry.needed_by))
+        table.add_row(name, weights.state_text(status), str(status.path), ", ".join(entry.needed_by))
     table_console(console).print(table)
     try:
         console.print(f"ffmpeg:  {media.ffmpeg_binary()}\nffprobe: {media.ffprobe_binary()}")

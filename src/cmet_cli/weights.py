@@ -239,12 +239,20 @@ def fails(status: Status, *, asked: bool = False) -> bool:
     return status.state == "missing" and (asked or not status.entry.optional)
 
 
+def state_text(status: Status, *, asked: bool = False) -> str:
+    """The state as ``doctor`` and ``--check`` show it: verified, recorded, mismatch (why), missing, or
+    "missing (optional)" for a file the tool works without."""
+    if status.state == "missing" and not fails(status, asked=asked):
+        return "missing (optional)"
+    return status.state + (f" ({status.detail})" if status.detail else "")
+
+
 def status_line(status: Status, *, asked: bool = False) -> str:
     """One line of ``download-weights --check``."""
-    state = status.state
-    if state == "missing" and not fails(status, asked=asked):
-        state = "missing (optional: needed only by " + ", ".join(status.entry.needed_by) + ")"
-    return f"{status.entry.name:14} {state:9} {status.path}" + (f" {status.detail}" if status.detail else "")
+    line = f"{status.entry.name:14} {state_text(status, asked=asked):9} {status.path}"
+    if status.state == "missing" and not fails(status, asked=asked):
+        line += " (needed only by " + ", ".join(status.entry.needed_by) + ")"
+    return line
 
 
 def absent_line(entry: LockEntry, folder: Path, *, asked: bool = False) -> str:
