@@ -7,6 +7,8 @@ from types import ModuleType
 
 import pytest
 
+pytest_plugins = ["summary_plugin"]  # the run's last line: what ran, what was skipped and why
+
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
 
