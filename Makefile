@@ -1,4 +1,5 @@
 # make demo  — set up, fetch the weights and the sample clip, edit it into demo-out/
+#              (offline: make demo WEIGHTS_FROM=DIR installs them from a folder instead, README "Weights")
 # make test  — set up and run the whole test suite
 # make bench — the benchmark (README "Benchmarks", benchmarks/RESULTS.md)
 PYTHON ?= python3
@@ -32,7 +33,7 @@ ffmpeg:
 	  else echo "error: no ffmpeg, and no apt-get or brew to install it: install ffmpeg (with ffprobe) and retry"; exit 1; fi; }
 
 demo: setup
-	@$(BIN)/cmet download-weights --only edtalk --only connector --only bank --only sample-video
+	@$(BIN)/cmet download-weights $(if $(WEIGHTS_FROM),--from "$(WEIGHTS_FROM)") --only edtalk --only connector --only bank --only sample-video
 	@mkdir -p demo-out
 	@$(BIN)/cmet edit "$$($(BIN)/python -c 'from cmet_cli import weights as w; print(w.installed_path(w.load_lock()["sample-video"]))')" \
 	  -o demo-out/W009_038_$(DEMO_PRESET).mp4 --preset $(DEMO_PRESET) --overwrite
