@@ -450,3 +450,19 @@ def test_emotions_lists_the_presets_without_a_bank(home):
     assert "sarcastic" in out.stdout and "not installed" in out.stdout and "--bank DIR" in out.stderr
     as_json = cmet("emotions", "--json", env={"CMET_HOME": str(home)})
     assert as_json.returncode == 0 and json.loads(as_json.stdout)[0]["installed"] is False
+
+
+def test_a_reinstall_from_a_folder_replaces_the_download_record(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(PAYLOAD)
+    home.mkdir(parents=True)
+    (home / "hashes.json").write_text(json.dumps({"blob": {"sha256": SHA, "via": "download", "source": "http://x",
+                                                           "archive_sha256": "0" * 64}}))
+    weights.install_from(entry(), src)
+    record = weights.read_records(home)["blob"]
+    assert record["via"] == "from" and "archive_sha256" not in record
+    (home / "blob.bin").touch()  # same content, new stamp: the record keeps where the file came from
+    os.utime(home / "blob.bin", ns=(1, 1))
+    assert weights.check(entry()).state == "verified"
+    assert weights.read_records(home)["blob"]["via"] == "from"

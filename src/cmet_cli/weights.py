@@ -271,13 +271,15 @@ def _remember(root: Path, entry: LockEntry, digest: str, path: Path, via: str | 
 
     ``via`` is how it was installed: "download" (``source`` is the URL or hub file), "from" (``source`` is the
     folder file it was copied from, ``--from DIR``) or "first-use" (found in the cache without a record).
-    ``None`` keeps what an earlier record says (the file's stamp changed, its content did not).
+    ``None`` keeps what an earlier record says (the file's stamp changed, its content did not); a new install
+    replaces the whole record (an old download's ``archive_sha256`` says nothing about a folder copy).
     """
     with _records_lock(root):
         records = read_records(root)
-        record = {**records.get(entry.name, {}), "sha256": digest, "stamp": _stamp(path), **extra}
-        if via is not None or "via" not in record:
-            record["via"], record["source"] = via or "first-use", source or ""
+        earlier = records.get(entry.name, {}) if via is None else {}
+        record = {"via": "first-use", "source": "", **earlier, "sha256": digest, "stamp": _stamp(path), **extra}
+        if via is not None:
+            record["via"], record["source"] = via, source or ""
         records[entry.name] = record
         _write_records(root, records)
 
