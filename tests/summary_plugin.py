@@ -16,7 +16,7 @@ import pytest
 # (what the skipped tests are, why they did not run), matched by marker first, then by the skip reason
 CUDA = ("CUDA tests", "no CUDA device")
 REAL_WEIGHTS = ("real-weights tests", "no real checkpoints: `cmet download-weights` or CMET_WEIGHTS_DIR")
-SHARED = ("tests on the shared media/golden files", "the test data folder is absent")
+DATA = ("tests on absent data files", "their golden or media files are not in the checkout")
 RAY = ("Ray tests", "ray is not installed: pip install 'cmet-cli[ray]'")
 FFMPEG = ("ffmpeg tests", "ffmpeg is not on PATH")
 
@@ -39,7 +39,7 @@ def skip_group(reason: str, markers: frozenset[str] | set[str] = frozenset()) ->
     if "ffmpeg" in low:
         return FFMPEG
     if "absent" in low and ("shared" in low or "golden" in low or "test media" in low or "tests/data" in low):
-        return SHARED
+        return DATA
     return ("other tests", reason)
 
 
