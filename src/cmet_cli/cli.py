@@ -157,7 +157,9 @@ def _parse_box(ctx, param, value):
               help="Face detector: face-alignment (fan) or OpenCV's cascade (no download).")
 @click.option("--box", callback=_parse_box, help="Face box X,Y,W,H: skip detection.")
 @click.option("--face", type=int, help="Which face to edit when several are found (1 = largest).")
-@click.option("--crf", type=int, default=18, show_default=True, help="H.264 quality (lower = better, bigger).")
+@click.option("--crf", type=int, default=18, show_default=True, help="Encoder quality (lower = better, bigger; 0 = lossless).")
+@click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
+              help="Output video codec; auto: H.264, or HEVC Main10 for 10-bit HEVC input (bit depth is always kept).")
 @click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original.")
 @click.option("--compare", is_flag=True, help="Write the original and the edit side by side (same audio).")
 @click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
@@ -177,7 +179,7 @@ def _parse_box(ctx, param, value):
 @click.option("-v", "--verbose", count=True,
               help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
-         batch_size, compile_, weights_dir, detector, box, face, crf, colour_match, compare, recursive, overwrite,
+         batch_size, compile_, weights_dir, detector, box, face, crf, codec, colour_match, compare, recursive, overwrite,
          jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
     """Edit the facial emotion of INPUTS (videos or folders of videos).
 
@@ -201,7 +203,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
             blend=parse_duration(blend), intensity=intensity, device=device, precision=precision,
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
-            crf=crf, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
         ).validate()
         if jobs < 1:
             raise UsageError("--jobs must be at least 1")

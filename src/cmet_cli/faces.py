@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .errors import NoFaceError, UsageError
+
+if TYPE_CHECKING:
+    from .colour import Conversion
 
 log = logging.getLogger("cmet")
 
@@ -351,3 +354,77 @@ def paste(frame: np.ndarray, rendered: np.ndarray, box: CropBox, mask: np.ndarra
     inside = alpha > 0
     region[inside] = blended[inside]
     return out
+
+
+# ---------------------------------------------------------------- crop and paste back in the video's planes
+
+def _block_mean(values: np.ndarray, sub: tuple[int, int]) -> np.ndarray:
+    """Average over each chroma sample's luma footprint (``sub`` = (x shift, y shift))."""
+    sx, sy = sub
+    if not sx and not sy:
+        return values
+    h, w = values.shape[:2]
+    return values.reshape(h >> sy, 1 << sy, w >> sx, 1 << sx, *values.shape[2:]).mean(axis=(1, 3))
+
+
+def crop_planes(planes: Sequence[np.ndarray], box: CropBox, size: int, conv: "Conversion",
+                sub: tuple[int, int]) -> np.ndarray:
+    """The square region of a frame's Y, U, V planes as float32 RGB (0–255 scale, not clipped) at ``size``².
+
+    Only this region is converted (chroma taken at each luma pixel's chroma sample); outside the frame
+    is edge-padded, as ``crop`` does.
+    """
+    from .colour import to_rgb
+
+    h, w = planes[0].shape[:2]
+    rows = np.clip(np.arange(box.y0, box.y0 + box.side), 0, h - 1)
+    cols = np.clip(np.arange(box.x0, box.x0 + box.side), 0, w - 1)
+    sx, sy = sub
+    y = planes[0][np.ix_(rows, cols)]
+    u = planes[1][np.ix_(rows >> sy, cols >> sx)]
+    v = planes[2][np.ix_(rows >> sy, cols >> sx)]
+    return _resize(to_rgb(y, u, v, conv), size)
+
+
+def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, mask: np.ndarray,
+                 conv: "Conversion", sub: tuple[int, int]) -> None:
+    """Blend a float RGB face crop into writable Y, U, V planes, in place, with the feathered ``mask``.
+
+    The face goes back through the inverse crop transform and the inverse colour conversion; luma is
+    blended at full resolution, chroma with the mask and the face averaged over each chroma sample's
+    footprint. Samples whose (averaged) mask is 0 are not written at all: they stay bit-identical.
+    """
+    from .colour import from_rgb
+
+    h, w = planes[0].shape[:2]
+    fx0, fy0 = max(0, box.x0), max(0, box.y0)
+    fx1, fy1 = min(w, box.x0 + box.side), min(h, box.y0 + box.side)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return
+    sx, sy = sub
+    # the region, grown to whole chroma samples (alpha 0 in the added rows/columns)
+    ax0, ay0 = fx0 >> sx << sx, fy0 >> sy << sy
+    ax1, ay1 = min(w, -(-fx1 >> sx) << sx), min(h, -(-fy1 >> sy) << sy)
+    inner = (slice(fy0 - ay0, fy1 - ay0), slice(fx0 - ax0, fx1 - ax0))
+    source = (slice(fy0 - box.y0, fy1 - box.y0), slice(fx0 - box.x0, fx1 - box.x0))
+    alpha = np.zeros((ay1 - ay0, ax1 - ax0), np.float32)
+    alpha[inner] = np.clip(_resize(mask.astype(np.float32), box.side)[source], 0.0, 1.0)
+    rgb = np.zeros((ay1 - ay0, ax1 - ax0, 3), np.float32)
+    rgb[inner] = _resize(face.astype(np.float32), box.side)[source]
+    y, u, v = from_rgb(rgb, conv)
+    _blend(planes[0][ay0:ay1, ax0:ax1], y, alpha, alpha, conv.peak)
+    chroma_alpha = _block_mean(alpha, sub)
+    rows, cols = slice(ay0 >> sy, ay1 >> sy), slice(ax0 >> sx, ax1 >> sx)
+    for plane, values in ((planes[1], u), (planes[2], v)):
+        _blend(plane[rows, cols], _block_mean(values * alpha, sub), chroma_alpha, None, conv.peak)
+
+
+def _blend(region: np.ndarray, weighted: np.ndarray, alpha: np.ndarray, scale: np.ndarray | None, peak: int) -> None:
+    """region = region·(1−alpha) + weighted·(scale or 1), where alpha > 0 (``weighted`` is pre-multiplied
+    by alpha when ``scale`` is None)."""
+    inside = alpha > 0
+    if not inside.any():
+        return
+    old = region[inside].astype(np.float32)
+    add = weighted[inside] * (scale[inside] if scale is not None else 1.0)
+    region[inside] = np.clip(np.rint(old * (1.0 - alpha[inside]) + add), 0, peak).astype(region.dtype)

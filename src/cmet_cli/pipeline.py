@@ -9,6 +9,7 @@ Two passes over the video, both streaming (memory does not grow with length):
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -20,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from . import faces, media, presets, timeline
+from . import colour, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
 from .stages import Stage
@@ -55,7 +56,8 @@ class EditOptions:
     detector: str = "auto"  # auto | fan | cascade
     box: tuple[int, int, int, int] | None = None  # fixed face box X,Y,W,H: no detection
     face: int | None = None  # which face track (1 = largest)
-    crf: int = 18  # H.264 quality
+    crf: int = 18  # encoder quality (libx264/libx265 CRF; 0 is lossless)
+    codec: str = "auto"  # auto | h264 | hevc (auto: H.264, or HEVC for 10-bit HEVC input)
     compare: bool = False  # write original | edit side by side
     colour_match: bool = False  # match the rendered face's colour statistics to the original crop
     overwrite: bool = False
@@ -85,6 +87,8 @@ class EditOptions:
             raise UsageError("--face counts from 1 (the largest face)")
         if not 0 <= self.crf <= 51:
             raise UsageError(f"--crf must be between 0 and 51, not {self.crf}")
+        if self.codec not in media.CODECS:
+            raise UsageError(f"--codec must be {', '.join(media.CODECS)}, not {self.codec!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         for clip in (*self.emotion_speech, *self.neutral_speech):
@@ -258,7 +262,7 @@ def settings_record(options: EditOptions, files: dict[str, Path | None], detecto
         "face": options.face,
         "colour_match": options.colour_match,
         "compare": options.compare,
-        "codec": {"vcodec": "libx264", "crf": options.crf},
+        "codec": {"vcodec": options.codec, "crf": options.crf},
         "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
     }
 
@@ -333,6 +337,15 @@ class IdentityEditor:
         return crops
 
 
+def frame_weights(editor: FaceEditor, frames: np.ndarray) -> np.ndarray:
+    """How much of the rendered face each frame shows (0: the frame passes through, not rendered).
+
+    An editor with an emotion plan gives its applied strength per frame; others render every face frame fully.
+    """
+    strength = getattr(editor, "frame_strength", None)
+    return np.ones(len(frames), np.float32) if strength is None else np.asarray(strength(frames), np.float32)
+
+
 class CmetEditor:
     """C-MET on face crops: encode codes, roll the connector forward, render against the appearance source."""
 
@@ -375,6 +388,10 @@ class CmetEditor:
         self.prev = None
         with torch.inference_mode(), self._autocast():
             self.source = self.models.generator.encode_source(self._to_tensor(reference[None]))  # type: ignore[attr-defined]
+
+    def frame_strength(self, frames: np.ndarray) -> np.ndarray:
+        """The applied emotion strength of each frame (0 before the first keyframe, ramps across ``blend``)."""
+        return self.strength[np.asarray(frames, dtype=int)]
 
     def window_vectors(self, frames: np.ndarray) -> np.ndarray:
         """One semantic vector per 5-frame window: the mean of its frames' vectors."""
@@ -479,17 +496,49 @@ def chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, list[
         yield start, batch
 
 
-def crop_batches(batches: Iterable[tuple[int, list[np.ndarray]]], face_track: faces.FaceTrack, size: int
-                 ) -> Iterator[tuple[int, list[np.ndarray], np.ndarray, dict[int, faces.CropBox], np.ndarray | None]]:
-    """Each chunk of frames with its face frames' indices, crop boxes and face crops (None if it has no face)."""
+@dataclass
+class Batch:
+    """A chunk of decoded frames and the faces to render in it."""
+
+    start: int
+    frames: list  # media.Frame
+    have: np.ndarray  # indices of the frames whose face is rendered (a face, and a weight above 0)
+    boxes: dict[int, faces.CropBox]
+    weights: dict[int, float]  # how much of the render each of those frames shows
+    crops: np.ndarray | None  # float32 RGB crops (0–255 scale) of those frames, None if none
+
+
+def crop_batches(batches: Iterable[tuple[int, list]], face_track: faces.FaceTrack, size: int,
+                 weigh: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
+    """Each chunk of frames with the face crops to render: only the crops are converted to RGB."""
     present = face_track.present
     for start, frames in batches:
         idx = np.arange(start, start + len(frames))
         valid = idx[idx < len(present)]
         have = valid[present[valid]]
+        weights = weigh(have) if len(have) else np.zeros(0, np.float32)
+        have, weights = have[weights > 0], weights[weights > 0]
         boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
-        originals = np.stack([faces.crop(frames[i - start], boxes[int(i)], size) for i in have]) if len(have) else None
-        yield start, frames, have, boxes, originals
+        crops = None
+        if len(have):
+            first = frames[int(have[0]) - start]
+            conv = first.layout.conversion(first.shape[1], first.shape[0])
+            crops = np.stack([faces.crop_planes(frames[int(i) - start].planes, boxes[int(i)], size, conv,
+                                                first.layout.sub) for i in have])
+        yield Batch(start, frames, have, boxes, {int(i): float(w) for i, w in zip(have, weights)}, crops)
+
+
+def composite(frame: "media.Frame", face: np.ndarray, box: faces.CropBox, mask: np.ndarray) -> "media.Frame":
+    """The frame with the (float RGB) face blended into copies of its planes; everything else unchanged."""
+    planes = tuple(p.copy() for p in frame.planes)
+    h, w = frame.shape
+    faces.paste_planes(planes, face, box, mask, frame.layout.conversion(w, h), frame.layout.sub)
+    return media.Frame(planes, frame.pts, frame.layout)
+
+
+def side_by_side(left: "media.Frame", right: "media.Frame") -> "media.Frame":
+    return media.Frame(tuple(np.concatenate([a, b], axis=1) for a, b in zip(left.planes, right.planes)),
+                       left.pts, left.layout)
 
 
 class _Writer:
@@ -511,11 +560,11 @@ class _Writer:
                 continue
             try:
                 for original, edited in job():
-                    self.writer.write(np.concatenate([original, edited], axis=1) if self.compare else edited)
+                    self.writer.write(side_by_side(original, edited) if self.compare else edited)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the producer
                 self.error = exc
 
-    def put(self, job: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]) -> None:
+    def put(self, job: Callable[[], Iterable[tuple["media.Frame", "media.Frame"]]]) -> None:
         if self.error is not None:
             raise self.error
         self.q.put(job)
@@ -575,51 +624,61 @@ def temp_output(output: Path) -> Path:
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
              options: EditOptions, batch: int, progress: ProgressFn | None = None,
-             metadata: dict[str, str] | None = None) -> tuple[int, int]:
+             metadata: dict[str, str] | None = None, warnings: list[str] | None = None) -> tuple[int, int]:
     """Pass 2: stream every frame through the face editor and write the output atomically.
 
-    ``metadata``: container tags of the output (the settings record, see ``fingerprint``).
-
-    Returns (frames written, frames with a face).
+    Frames travel as the video's own planes with their timestamps. Only the face crop of a frame with
+    a face and a non-zero emotion strength is converted to RGB, rendered and blended back (cross-faded
+    by the strength); every other pixel and frame goes to the encoder as decoded. ``metadata``: container
+    tags of the output (the settings record, see ``fingerprint``). Returns (frames written, frames with
+    a face); what of the input the output cannot keep is added to ``warnings``.
     """
     size = getattr(editor, "crop_size", faces.CROP)
     present = face_track.present
     mask = faces.face_mask(size)
-    ref_frame = media.read_frames_at(info, [face_track.reference]).get(face_track.reference)
+    ref_frame = next(itertools.islice(media.read_planes(info), face_track.reference, None), None)
     if ref_frame is None:
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
-    editor.begin(faces.crop(ref_frame, faces.CropBox.from_row(face_track.boxes[face_track.reference]), size),
+    ref_conv = ref_frame.layout.conversion(ref_frame.shape[1], ref_frame.shape[0])
+    ref_box = faces.CropBox.from_row(face_track.boxes[face_track.reference])
+    editor.begin(colour.to_uint8(faces.crop_planes(ref_frame.planes, ref_box, size, ref_conv, ref_frame.layout.sub)),
                  info.frame_count, float(info.fps))
+    del ref_frame
     tmp = temp_output(output)
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     written = 0
     writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
-                               fmt=fmt, width=width, metadata=metadata)
+                               fmt=fmt, width=width, codec=options.codec, metadata=metadata)
+    if warnings is not None:
+        warnings.extend(writer.notes)
     sink = _Writer(writer, options.compare)
     finished = False
     try:
         # decoding and cropping run in a background thread, one batch ahead (bounded memory)
-        cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
-        for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
+        cropped = crop_batches(chunks(media.read_planes(info), batch), face_track, size,
+                               lambda frames: frame_weights(editor, frames))
+        for part in prefetch(cropped, depth=1):
             _check_cancel()
             rendered: dict[int, np.ndarray] = {}
-            if len(have):
-                edited = editor(originals, have)
-                for k, i in enumerate(have):
+            if len(part.have):
+                seen = colour.to_uint8(part.crops)
+                edited = editor(seen, part.have)
+                for k, i in enumerate(part.have):
                     face = edited[k]
                     if options.colour_match:
-                        face = faces.match_colour(face, originals[k], mask)
-                    rendered[int(i)] = face
+                        face = faces.match_colour(face, seen[k], mask)
+                    # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
+                    rendered[int(i)] = face.astype(np.float32) + (part.crops[k] - seen[k])
 
-            def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
-                for j, frame in enumerate(frames):
-                    i = start + j
-                    out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
+            def job(part=part, rendered=rendered):
+                for j, frame in enumerate(part.frames):
+                    i = part.start + j
+                    out = composite(frame, rendered[i], part.boxes[i], mask * part.weights[i]) if i in rendered else frame
                     yield frame, out
 
             sink.put(job)
-            written += len(frames)
+            written += len(part.frames)
             if progress:
                 progress(Stage.WRITE_VIDEO, written, info.frame_count)
         sink.finish()
@@ -716,8 +775,6 @@ class Editor:
         check_paths(input, output, self.options.overwrite)
         info = media.probe(input)
         result.fps = float(info.fps)
-        if info.variable_frame_rate:
-            result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")
         self.load()
         stamp = self.stamp(input)
         result.warnings += presets.weak_warnings(self.keyframes or ())
@@ -739,7 +796,7 @@ class Editor:
         editor = self._face_editor or CmetEditor(self.models, self.keyframes, self.options.blend, self.progress)
         batch = self.options.batch_size or (default_batch_size(self.models.device) if self.models else 8)
         result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
-                                                     metadata=stamp.metadata())
+                                                     metadata=stamp.metadata(), warnings=result.warnings)
         if isinstance(editor, CmetEditor):
             editor.report(result)
         result.seconds = time.perf_counter() - started

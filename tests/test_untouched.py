@@ -1,0 +1,255 @@
+"""Untouched means untouched: outside the face the frames, their timing, colour description and bit depth
+go through the edit as they were (issue 12), and the container keeps what it can of the rest (subtitles)."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmet_cli import colour, faces, media
+from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
+
+from cli_support import BANK, face_clip
+from clips import ffmpeg
+
+FACE_BOX = (64, 16, 256, 256)  # face_clip's face: crop side 256, so the crop is not resampled
+
+
+def ffprobe(path: Path, *args: str) -> dict:
+    out = subprocess.run([media.ffprobe_binary(), "-v", "error", "-of", "json", *args, str(path)],
+                         capture_output=True, check=True, text=True).stdout
+    return json.loads(out)
+
+
+def video_tags(path: Path) -> dict:
+    keys = "pix_fmt,color_range,color_space,color_transfer,color_primaries,codec_name,profile"
+    stream = ffprobe(path, "-select_streams", "v:0", "-show_entries", f"stream={keys}")["streams"][0]
+    return {k: stream.get(k) for k in keys.split(",")}
+
+
+def frame_times(path: Path) -> list[str]:
+    frames = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")["frames"]
+    return [f["pts_time"] for f in frames]
+
+
+def planes(path: Path) -> list[tuple[np.ndarray, ...]]:
+    return [tuple(p.astype(np.int32) for p in f.planes) for f in media.read_planes(media.probe(path))]
+
+
+def identity_edit(src: Path, out: Path, box=FACE_BOX, **options) -> list[str]:
+    result = Editor(EditOptions(preset="neutral", box=box, **options), face_editor=IdentityEditor()).edit(src, out)
+    return result.warnings
+
+
+def mask_in_frame(shape: tuple[int, int], box=FACE_BOX) -> np.ndarray:
+    """Where the pasted face's feathered mask is above 0 (the only pixels an edit may change)."""
+    out = np.zeros(shape, bool)
+    x, y, side, _ = box
+    region = faces.face_mask(faces.CROP) > 0
+    out[y:y + side, x:x + side] = region[: shape[0] - y, : shape[1] - x]
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory, data_dir) -> Path:
+    return face_clip(tmp_path_factory.mktemp("talk") / "talk.mp4", seconds=0.5)
+
+
+# ---------------------------------------------------------------- pixels
+
+def test_identity_edit_is_lossless_outside_the_mask_and_round_trips_the_face(talk, tmp_path):
+    out = tmp_path / "out.mp4"
+    identity_edit(talk, out, crf=0)
+    before, after = planes(talk), planes(out)
+    assert len(before) == len(after) == 5
+    outside = ~mask_in_frame(before[0][0].shape)
+    chroma_outside = outside[::2, ::2] & outside[1::2, ::2] & outside[::2, 1::2] & outside[1::2, 1::2]
+    for a, b in zip(before, after):
+        assert np.array_equal(a[0][outside], b[0][outside])  # luma: bit-identical outside the mask
+        assert all(np.array_equal(a[k][chroma_outside], b[k][chroma_outside]) for k in (1, 2))
+        # inside: the crop's conversion to RGB and back is consistent (within one code value)
+        assert all(np.abs(a[k] - b[k]).max() <= 1 for k in range(3))
+
+
+def test_far_from_face_quality_matches_a_plain_reencode(tmp_path, small_weights, data_dir):
+    """A moving pattern with a face on it: away from the face the edit costs no more than one x264 encode."""
+    src = tmp_path / "busy.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=10:duration=0.5", "-i", str(face_clip(tmp_path / "f.mp4")),
+           "-filter_complex", "[0:v][1:v]overlay=0:0:shortest=1,format=yuv420p[v]",
+           "-map", "[v]", "-c:v", "libx264", "-crf", "8", str(src))
+    out, plain = tmp_path / "out.mp4", tmp_path / "plain.mp4"
+    Editor(EditOptions(preset="happy", box=(64, 16, 256, 256), weights_dir=small_weights, bank_dir=BANK,
+                       device="cpu", crf=18)).edit(src, out)
+    ffmpeg("-i", str(src), "-c:v", "libx264", "-crf", "18", str(plain))
+    far = np.ones((360, 640), bool)
+    far[:, 0:64 + 256 + 128] = False  # the face box grown by half its size
+    ref, edited, reencoded = (np.stack([p[0] for p in planes(path)]) for path in (src, out, plain))
+    assert psnr(ref[:, far], edited[:, far]) >= psnr(ref[:, far], reencoded[:, far]) - 0.5
+    assert not np.array_equal(ref[:, ~far], edited[:, ~far])  # the face itself was edited
+
+
+# ---------------------------------------------------------------- time
+
+def test_variable_frame_rate_and_start_offset_keep_every_timestamp(tmp_path):
+    vfr = tmp_path / "vfr.mp4"
+    graph = ("testsrc2=size=320x240:rate=30:duration=1[a];testsrc2=size=320x240:rate=10:duration=1[b];"
+             "[a][b]concat=n=2:v=1:a=0,format=yuv420p[v]")
+    ffmpeg("-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-c:v", "libx264", str(vfr))
+    video, late = tmp_path / "video.mp4", tmp_path / "late.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1", "-c:v", "libx264", str(video))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=1.5", "-itsoffset", "0.5", "-i", str(video),
+           "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-c:v", "copy", str(late))
+    times = frame_times(late)
+    assert float(times[0]) == pytest.approx(0.5, abs=0.03)  # the clip really starts its video late
+    steps = np.diff([float(t) for t in frame_times(vfr)])
+    assert steps.min() < 0.04 and steps.max() > 0.09  # and the other really changes its rate
+    for src in (vfr, late):
+        out = tmp_path / f"out-{src.name}"
+        identity_edit(src, out, box=(0, 0, 200, 200))
+        assert frame_times(out) == frame_times(src)
+    assert media.audio_packets(tmp_path / "out-late.mp4") == media.audio_packets(late)
+
+
+# ---------------------------------------------------------------- colour and bit depth
+
+COLOUR_CASES = {
+    "bt709-limited": ("libx264", "yuv420p", ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                                            "-color_range", "tv"]),
+    "bt709-full": ("libx264", "yuvj420p", ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                                          "-color_range", "pc"]),
+    "bt601": ("libx264", "yuv420p", ["-colorspace", "smpte170m", "-color_primaries", "smpte170m",
+                                     "-color_trc", "smpte170m", "-color_range", "tv"]),
+    "hlg-10bit": ("libx265", "yuv420p10le", ["-colorspace", "bt2020nc", "-color_primaries", "bt2020",
+                                             "-color_trc", "arib-std-b67", "-color_range", "tv", "-tag:v", "hvc1",
+                                             "-x265-params", "log-level=error"]),
+    "untagged": ("libx264", "yuv420p", []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLOUR_CASES))
+def test_colour_description_and_bit_depth_are_kept(tmp_path, case):
+    codec, pix_fmt, tags = COLOUR_CASES[case]
+    src = tmp_path / f"{case}.mp4"
+    # flat colour on the left, a moving pattern on the right
+    graph = "color=c=0x4080c0:s=320x240:r=10:d=0.5[bg];testsrc2=s=160x240:r=10:d=0.5[p];[bg][p]overlay=160:0[v]"
+    ffmpeg("-filter_complex", graph, "-map", "[v]", "-c:v", codec, "-pix_fmt", pix_fmt, *tags, str(src))
+    out = tmp_path / "out.mp4"
+    identity_edit(src, out, box=(100, 60, 100, 100))
+    before, after = video_tags(src), video_tags(out)
+    keep = ("pix_fmt", "color_range", "color_space", "color_transfer", "color_primaries")
+    assert {k: after[k] for k in keep} == {k: before[k] for k in keep}
+    if case == "untagged":
+        assert after["color_space"] is None and after["color_transfer"] is None
+    if case == "hlg-10bit":
+        assert after["codec_name"] == "hevc" and after["profile"] == "Main 10"
+    flat = (slice(10, 50), slice(10, 90))  # far from the face box
+    a = [media.frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(src))]
+    b = [media.frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(out))]
+    assert np.abs(np.array(a) - np.array(b)).max() < 0.5
+
+
+@pytest.mark.parametrize("matrix,full,bits,transfer", [
+    ("bt601", False, 8, "sdr"), ("bt709", True, 8, "sdr"), ("bt2020", False, 10, "hlg"), ("bt2020", False, 10, "pq")])
+def test_crop_conversion_inverts_exactly(matrix, full, bits, transfer):
+    conv = colour.Conversion(matrix, full, bits, transfer)
+    rng = np.random.default_rng(1)
+    lo, hi = (0, conv.peak) if full else (16 << (bits - 8), 235 << (bits - 8))
+    y = rng.integers(lo, hi + 1, (32, 32))
+    u, v = (rng.integers(lo + 100, hi - 100, (32, 32)) for _ in range(2))
+    back = colour.from_rgb(colour.to_rgb(y, u, v, conv), conv)
+    for original, restored in zip((y, u, v), back):
+        assert np.abs(np.rint(restored) - original).max() == 0
+
+
+def test_ten_bit_face_round_trips_within_one_code_value(tmp_path):
+    """The networks see 8 bits; what they cannot hold is carried around them, so an unchanged face comes back."""
+    src = tmp_path / "hlg.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=0.3", "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
+           "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", "arib-std-b67",
+           "-x265-params", "log-level=error", str(src))
+    out = tmp_path / "out.mp4"
+    identity_edit(src, out, box=(32, 0, 256, 256), crf=0)
+    for a, b in zip(planes(src), planes(out)):
+        assert all(np.abs(a[k] - b[k]).max() <= 1 for k in range(3))
+
+
+# ---------------------------------------------------------------- untouched in time
+
+def test_frames_before_the_first_keyframe_are_not_rendered(tmp_path, small_weights, data_dir):
+    src = face_clip(tmp_path / "talk.mp4", seconds=3.0)
+    out = tmp_path / "out.mp4"
+    Editor(EditOptions(at=(("1", "happy"),), blend=0.5, box=(64, 16, 256, 256), weights_dir=small_weights,
+                       bank_dir=BANK, device="cpu", crf=0)).edit(src, out)
+    before, after = planes(src), planes(out)
+    assert len(before) == len(after) == 30
+    for i in range(10):  # 0 .. 0.9 s: strength 0, the frames pass through as decoded (lossless here)
+        assert all(np.array_equal(before[i][k], after[i][k]) for k in range(3)), f"frame {i} changed"
+    change = [np.abs(after[i][0] - before[i][0]).mean() for i in range(10, 17)]  # 1.0 .. 1.6 s: the fade in
+    assert change[0] == 0 and all(b > a for a, b in zip(change[:6], change[1:6])), change
+    assert change[5] > 1.0
+
+
+# ---------------------------------------------------------------- codec choice and container
+
+def test_codec_choice_keeps_bit_depth(tmp_path):
+    src = tmp_path / "ten.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.3", "-c:v", "libx264", "-pix_fmt", "yuv422p10le", str(src))
+    auto, hevc = tmp_path / "auto.mp4", tmp_path / "hevc.mkv"
+    identity_edit(src, auto, box=(0, 0, 100, 100))
+    identity_edit(src, hevc, box=(0, 0, 100, 100), codec="hevc")
+    assert (video_tags(auto)["codec_name"], video_tags(auto)["pix_fmt"]) == ("h264", "yuv422p10le")
+    assert (video_tags(hevc)["codec_name"], video_tags(hevc)["pix_fmt"]) == ("hevc", "yuv422p10le")
+    assert frame_times(hevc) == frame_times(src)
+
+
+def test_rotated_planes_match_the_upright_decode(tmp_path):
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x96:r=10:d=0.2", "-c:v", "libx264", str(plain))
+    for turn in (90, 270):
+        src = tmp_path / f"r{turn}.mp4"
+        ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={turn}", str(src))
+        info = media.probe(src)
+        upright = next(media.read_frames(info)).astype(int)  # ffmpeg's own autorotation
+        ours = media.frame_to_rgb(next(media.read_planes(info))).astype(int)
+        assert ours.shape == upright.shape == (160, 96, 3)
+        # the same picture (up to chroma interpolation on a busy pattern), not the opposite turn
+        assert np.abs(ours - upright).mean() < 6 < 5 * 6 < np.abs(ours - np.rot90(upright, 2)).mean()
+
+
+def test_subtitles_disposition_and_metadata_are_kept(tmp_path):
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,400\nhello\n")
+    src = tmp_path / "subs.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.5", "-f", "lavfi", "-i", "sine=d=0.5", "-i", str(srt),
+           "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac", "-c:s", "subrip",
+           "-metadata:s:s:0", "language=fra", "-disposition:v:0", "default", str(src))
+    out_mkv, out_mp4 = tmp_path / "out.mkv", tmp_path / "out.mp4"
+    assert identity_edit(src, out_mkv, box=(0, 0, 100, 100)) == []
+    streams = ffprobe(out_mkv, "-show_streams")["streams"]
+    subs = [s for s in streams if s["codec_type"] == "subtitle"]
+    assert [(s["codec_name"], s["tags"].get("language")) for s in subs] == [("subrip", "fra")]
+    assert [s["disposition"]["default"] for s in streams if s["codec_type"] == "video"] == [1]
+    warnings = identity_edit(src, out_mp4, box=(0, 0, 100, 100))
+    assert any("subtitle" in w and "subrip" in w for w in warnings)
+    assert media.audio_packets(out_mp4) == media.audio_packets(src)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_writer_metadata_is_a_container_tag(tmp_path, suffix):
+    src = tmp_path / "c.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.2", "-c:v", "libx264", str(src))
+    info = media.probe(src)
+    out = tmp_path / f"o{suffix}"
+    with media.FrameWriter(out, info, metadata={"comment": "cmet settings abc"}) as writer:
+        for frame in media.read_planes(info):
+            writer.write(frame)
+    tags = ffprobe(out, "-show_entries", "format_tags")["format"]["tags"]
+    assert {k.lower(): v for k, v in tags.items()}["comment"] == "cmet settings abc"
