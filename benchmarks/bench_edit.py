@@ -1,6 +1,6 @@
 """Benchmark of the real edit pipeline (``cmet edit``) on a clip made from the MEAD sample.
 
-    python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|WxH] [--small-model]
+    python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
     python benchmarks/bench_edit.py --rss-scaling [--device cpu]
 
 The clip is ``tests/data/video/W009_038.mp4`` (the MEAD sample, a 256² face crop) scaled to the frame height,
@@ -17,7 +17,7 @@ nothing else. In that process, after one untimed warm-up batch:
 1. ``network_only`` (first pass): the clip's face crops, in the edit's batches, through a fresh
    ``CmetEditor`` (source encoding, encode, rollout, render) and nothing else;
 2. ``end_to_end``: ``Editor.edit`` on the clip (probe, face tracking pass, the streaming edit pass:
-   decode → crop → encode codes → connector rollout → render → paste back → H.264 + audio mux),
+   decode planes → crop → encode codes → connector rollout → render → paste back → encode + audio mux),
    models already loaded. FLOPs are counted with ``FlopCounterMode`` around every ``CmetEditor``
    call of this run (per edited frame; the once-per-clip appearance source is reported apart);
 3. ``network_only`` again. Network time is the mean of the two passes around the edit, so that a
@@ -52,7 +52,7 @@ BANK = DATA / "features"
 FPS = 25
 PRESET = "sarcastic"
 SMALL_SIZE = 8  # crop size of the --small-model generator
-SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 RSS_SECONDS = (10, 60)
 REQUIRED_KEYS = ("device", "precision", "frames", "gflop_per_frame", "network_fps", "end_to_end_fps",
                  "overhead_ratio", "peak_rss_mb", "peak_device_mb")
@@ -108,13 +108,13 @@ def standin_weights(cache: Path, size: int) -> Path:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``720p``, ``1080p`` or ``WxH`` (even numbers)."""
+    """``720p``, ``1080p``, ``2160p`` or ``WxH`` (even numbers)."""
     if text in SIZES:
         return SIZES[text]
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r}: use 720p, 1080p or WxH") from None
+        raise argparse.ArgumentTypeError(f"size {text!r}: use 720p, 1080p, 2160p or WxH") from None
     if w < 64 or h < 64 or w % 2 or h % 2:
         raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be even and at least 64")
     return w, h
@@ -520,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=50, help="clip length in frames at 25 fps (default 50: 2 s)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    ap.add_argument("--size", type=parse_size, default=SIZES["720p"], help="720p | 1080p | WxH (default 720p)")
+    ap.add_argument("--size", type=parse_size, default=SIZES["720p"], help="720p | 1080p | 2160p | WxH (default 720p)")
     ap.add_argument("--small-model", action="store_true", help="a small generator (fast runs, memory checks)")
     ap.add_argument("--small-size", type=int, default=SMALL_SIZE, choices=(8, 16, 32, 64, 128),
                     help="crop size of the --small-model generator (default %(default)s)")

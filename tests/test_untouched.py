@@ -239,7 +239,8 @@ def test_subtitles_disposition_and_metadata_are_kept(tmp_path):
     assert [s["disposition"]["default"] for s in streams if s["codec_type"] == "video"] == [1]
     warnings = identity_edit(src, out_mp4, box=(0, 0, 100, 100))
     assert any("subtitle" in w and "subrip" in w for w in warnings)
-    assert media.audio_packets(out_mp4) == media.audio_packets(src)
+    # the audio's packets are copied (the time base differs between the containers, the data does not)
+    assert [p[1:] for p in media.audio_packets(out_mp4)] == [p[1:] for p in media.audio_packets(src)]
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])

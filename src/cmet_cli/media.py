@@ -470,24 +470,43 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         layout: Layout | None = None
-        try:
-            for frame in container.decode(stream):
-                if layout is None:
-                    target = _planar_target(frame.format.name, frame.width, frame.height, info.rotation)
-                    bits = 8 if target == "rgb24" else PLANAR[target][0]
-                    sub = (0, 0) if target == "rgb24" else PLANAR[target][1:]
-                    full = frame.format.name.startswith("yuvj")
-                    layout = Layout(target, bits, sub, Fraction(stream.time_base or Fraction(1, 90000)),
-                                    2 if full else int(frame.color_range), int(frame.colorspace),
-                                    int(frame.color_primaries), int(frame.color_trc))
-                planes, converted = _frame_planes(frame, layout.pix_fmt, info.rotation)
-                if converted and layout.converted_from is None:
-                    layout = replace(layout, converted_from=converted)
-                yield Frame(planes, frame.pts, layout)
-        except av.FFmpegError as exc:
-            raise MediaError(f"{info.path}: cannot decode video ({exc})") from None
+        for frame in _decode_tolerant(container, stream, info.path):
+            if layout is None:
+                target = _planar_target(frame.format.name, frame.width, frame.height, info.rotation)
+                bits = 8 if target == "rgb24" else PLANAR[target][0]
+                sub = (0, 0) if target == "rgb24" else PLANAR[target][1:]
+                full = frame.format.name.startswith("yuvj")
+                layout = Layout(target, bits, sub, Fraction(stream.time_base or Fraction(1, 90000)),
+                                2 if full else int(frame.color_range), int(frame.colorspace),
+                                int(frame.color_primaries), int(frame.color_trc))
+            planes, converted = _frame_planes(frame, layout.pix_fmt, info.rotation)
+            if converted and layout.converted_from is None:
+                layout = replace(layout, converted_from=converted)
+            yield Frame(planes, frame.pts, layout)
     finally:
         container.close()
+
+
+def _decode_tolerant(container, stream, path: Path) -> Iterator:
+    """Decoded frames; a damaged packet is skipped as ffmpeg does (the frame count then tells), unless
+    nothing at all decodes."""
+    import av
+
+    produced, error = 0, None
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except (av.InvalidDataError, av.EOFError) as exc:
+                error = exc
+                continue
+            for frame in frames:
+                produced += 1
+                yield frame
+    except av.FFmpegError as exc:  # the container itself ends early or is unreadable from here on
+        error = exc
+    if error is not None and produced == 0:
+        raise MediaError(f"{path}: cannot decode video; the file may be damaged ({error})") from None
 
 
 def frame_to_rgb(frame: Frame) -> np.ndarray:
