@@ -196,10 +196,10 @@ def _measured_editor_class():
                 out = fn(*args)
             return out, counter.get_total_flops()
 
-        def begin(self, reference, n_frames: int, fps: float) -> None:
+        def begin(self, reference, n_frames: int, fps: float, times=None) -> None:
             self.began_at = time.perf_counter()
             self.reference = reference.copy()
-            _, self.source_flops = self._counted(super().begin, reference, n_frames, fps)
+            _, self.source_flops = self._counted(super().begin, reference, n_frames, fps, times)
 
         def __call__(self, crops, frames):
             started = time.perf_counter()

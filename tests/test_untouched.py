@@ -197,6 +197,21 @@ def test_frames_before_the_first_keyframe_are_not_rendered(tmp_path, small_weigh
     assert change[5] > 1.0
 
 
+def test_keyframes_fall_on_the_frames_shown_at_their_time_in_variable_frame_rate_video(tmp_path, small_weights, data_dir):
+    """30 fps for 1 s, then 10 fps: `--at 1.5` starts at frame 35 (shown at 1.5 s), not at frame 30 (i / mean rate)."""
+    vfr = tmp_path / "vfr.mp4"
+    graph = ("testsrc2=size=160x120:rate=30:duration=1[a];testsrc2=size=160x120:rate=10:duration=1[b];"
+             "[a][b]concat=n=2:v=1:a=0,format=yuv420p[v]")
+    ffmpeg("-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-c:v", "libx264", str(vfr))
+    times = media.frame_times(media.probe(vfr))
+    assert len(times) == media.count_frames(media.probe(vfr)) > 36 and times[35] == pytest.approx(1.5, abs=1e-3)
+    out = tmp_path / "out.mp4"
+    Editor(EditOptions(at=(("1.5", "happy"),), blend=0.0, box=(0, 0, 120, 120), weights_dir=small_weights,
+                       bank_dir=BANK, device="cpu", crf=0)).edit(vfr, out)
+    same = [all(np.array_equal(a[k], b[k]) for k in range(3)) for a, b in zip(planes(vfr), planes(out))]
+    assert same == [True] * 35 + [False] * (len(times) - 35)
+
+
 # ---------------------------------------------------------------- codec choice and container
 
 def test_codec_choice_keeps_bit_depth(tmp_path):

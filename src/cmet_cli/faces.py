@@ -358,42 +358,54 @@ def paste(frame: np.ndarray, rendered: np.ndarray, box: CropBox, mask: np.ndarra
 
 # ---------------------------------------------------------------- crop and paste back in the video's planes
 
-def _block_mean(values: np.ndarray, sub: tuple[int, int]) -> np.ndarray:
-    """Average over each chroma sample's luma footprint (``sub`` = (x shift, y shift))."""
+def _window(plane: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+    """``plane[rows, cols]`` where the window may pass the plane's edges (edge-padded there)."""
+    h, w = plane.shape[:2]
+    r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+    inner = plane[max(0, r0):min(h, r1), max(0, c0):min(w, c1)]
+    pad = ((max(0, -r0), max(0, r1 - h)), (max(0, -c0), max(0, c1 - w)))
+    return np.pad(inner, pad, mode="edge") if any(p for pair in pad for p in pair) else inner
+
+
+def _chroma_at_luma(plane: np.ndarray, box: CropBox, sub: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The chroma sample of each luma pixel of the box (repeated, exact values), edge-padded outside the frame."""
     sx, sy = sub
-    if not sx and not sy:
-        return values
-    h, w = values.shape[:2]
-    return values.reshape(h >> sy, 1 << sy, w >> sx, 1 << sx, *values.shape[2:]).mean(axis=(1, 3))
+    rows = np.clip(np.arange(box.y0, box.y0 + box.side), 0, shape[0] - 1) >> sy
+    cols = np.clip(np.arange(box.x0, box.x0 + box.side), 0, shape[1] - 1) >> sx
+    r0, c0 = int(rows[0]), int(cols[0])
+    small = plane[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1]
+    return small[rows - r0][:, cols - c0]
 
 
 def crop_planes(planes: Sequence[np.ndarray], box: CropBox, size: int, conv: "Conversion",
                 sub: tuple[int, int]) -> np.ndarray:
     """The square region of a frame's Y, U, V planes as float32 RGB (0–255 scale, not clipped) at ``size``².
 
-    Only this region is converted (chroma taken at each luma pixel's chroma sample); outside the frame
-    is edge-padded, as ``crop`` does.
+    Only this region is converted: each plane is scaled in its own code values (chroma taken at each
+    luma pixel's chroma sample) and the ``size``² result is converted to RGB. Outside the frame is
+    edge-padded, as ``crop`` does. At ``size`` == the box side nothing is resampled.
     """
     from .colour import to_rgb
 
-    h, w = planes[0].shape[:2]
-    rows = np.clip(np.arange(box.y0, box.y0 + box.side), 0, h - 1)
-    cols = np.clip(np.arange(box.x0, box.x0 + box.side), 0, w - 1)
-    sx, sy = sub
-    y = planes[0][np.ix_(rows, cols)]
-    u = planes[1][np.ix_(rows >> sy, cols >> sx)]
-    v = planes[2][np.ix_(rows >> sy, cols >> sx)]
-    return _resize(to_rgb(y, u, v, conv), size)
+    shape = planes[0].shape[:2]
+    y = _window(planes[0], slice(box.y0, box.y0 + box.side), slice(box.x0, box.x0 + box.side))
+    y, u, v = (_resize(np.ascontiguousarray(p), size).astype(np.float32)
+               for p in (y, *(_chroma_at_luma(p, box, sub, shape) for p in planes[1:3])))
+    return to_rgb(y, u, v, conv)
 
 
 def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, mask: np.ndarray,
                  conv: "Conversion", sub: tuple[int, int]) -> None:
     """Blend a float RGB face crop into writable Y, U, V planes, in place, with the feathered ``mask``.
 
-    The face goes back through the inverse crop transform and the inverse colour conversion; luma is
+    The face is converted back to the video's code values at crop size (converting and scaling are both
+    linear, so the order does not matter) and goes back through the inverse crop transform; luma is
     blended at full resolution, chroma with the mask and the face averaged over each chroma sample's
-    footprint. Samples whose (averaged) mask is 0 are not written at all: they stay bit-identical.
+    footprint. Where the (averaged) mask is 0 the blend returns the old value exactly, so those samples
+    stay bit-identical; nothing outside the box is touched.
     """
+    import cv2
+
     from .colour import from_rgb
 
     h, w = planes[0].shape[:2]
@@ -407,24 +419,36 @@ def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, m
     ax1, ay1 = min(w, -(-fx1 >> sx) << sx), min(h, -(-fy1 >> sy) << sy)
     inner = (slice(fy0 - ay0, fy1 - ay0), slice(fx0 - ax0, fx1 - ax0))
     source = (slice(fy0 - box.y0, fy1 - box.y0), slice(fx0 - box.x0, fx1 - box.x0))
-    alpha = np.zeros((ay1 - ay0, ax1 - ax0), np.float32)
-    alpha[inner] = np.clip(_resize(mask.astype(np.float32), box.side)[source], 0.0, 1.0)
-    rgb = np.zeros((ay1 - ay0, ax1 - ax0, 3), np.float32)
-    rgb[inner] = _resize(face.astype(np.float32), box.side)[source]
-    y, u, v = from_rgb(rgb, conv)
-    _blend(planes[0][ay0:ay1, ax0:ax1], y, alpha, alpha, conv.peak)
-    chroma_alpha = _block_mean(alpha, sub)
+    aligned = (ax0, ay0, ax1, ay1) == (fx0, fy0, fx1, fy1)
+
+    def to_region(values: np.ndarray) -> np.ndarray:
+        big = _resize(values, box.side)[source]
+        if aligned:
+            return big
+        out = np.zeros((ay1 - ay0, ax1 - ax0, *values.shape[2:]), np.float32)
+        out[inner] = big
+        return out
+
+    y, u, v = from_rgb(face, conv)
+    alpha = np.clip(to_region(mask.astype(np.float32)), 0.0, 1.0)
+    _blend(planes[0][ay0:ay1, ax0:ax1], to_region(y) * alpha, alpha, conv.peak)
+    chroma = to_region(np.dstack([u, v]).astype(np.float32)) * alpha[..., None]
+    if sx or sy:
+        half = ((ax1 - ax0) >> sx, (ay1 - ay0) >> sy)
+        alpha = cv2.resize(alpha, half, interpolation=cv2.INTER_AREA)  # the mean over each footprint
+        chroma = cv2.resize(chroma, half, interpolation=cv2.INTER_AREA)
     rows, cols = slice(ay0 >> sy, ay1 >> sy), slice(ax0 >> sx, ax1 >> sx)
-    for plane, values in ((planes[1], u), (planes[2], v)):
-        _blend(plane[rows, cols], _block_mean(values * alpha, sub), chroma_alpha, None, conv.peak)
+    for k, plane in enumerate(planes[1:3]):
+        _blend(plane[rows, cols], chroma[..., k], alpha, conv.peak)
 
 
-def _blend(region: np.ndarray, weighted: np.ndarray, alpha: np.ndarray, scale: np.ndarray | None, peak: int) -> None:
-    """region = region·(1−alpha) + weighted·(scale or 1), where alpha > 0 (``weighted`` is pre-multiplied
-    by alpha when ``scale`` is None)."""
-    inside = alpha > 0
-    if not inside.any():
-        return
-    old = region[inside].astype(np.float32)
-    add = weighted[inside] * (scale[inside] if scale is not None else 1.0)
-    region[inside] = np.clip(np.rint(old * (1.0 - alpha[inside]) + add), 0, peak).astype(region.dtype)
+def _blend(region: np.ndarray, weighted: np.ndarray, alpha: np.ndarray, peak: int) -> None:
+    """region = region·(1−alpha) + weighted (the new values pre-multiplied by alpha), in place.
+
+    Where alpha is 0 this is the old integer value exactly, so those samples do not change.
+    """
+    old = region.astype(np.float32)
+    new = old - old * alpha + weighted
+    np.rint(new, out=new)
+    np.clip(new, 0, peak, out=new)
+    region[...] = new

@@ -788,3 +788,29 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+def frame_times(info: VideoInfo) -> np.ndarray | None:
+    """Each shown frame's presentation time in seconds since the first one, from the packets (no decoding).
+
+    None when some packet has no timestamp (the caller then assumes a constant rate).
+    """
+    container = _open_input(info.path)
+    try:
+        stream = _video_stream(container)
+        stamps = []
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue
+            if packet.pts is None:
+                return None
+            stamps.append(packet.pts)
+    except Exception:  # noqa: BLE001 - damaged input: the edit reports it; timing falls back to the rate
+        return None
+    finally:
+        container.close()
+    if not stamps:
+        return None
+    stamps.sort()
+    base, unit = stamps[0], Fraction(stream.time_base)
+    return np.array([float((s - base) * unit) for s in stamps], np.float64)

@@ -320,7 +320,7 @@ def _embed(models: Models, wave: np.ndarray) -> np.ndarray:
 class FaceEditor(Protocol):
     """Edits batches of 256² face crops of one clip, in frame order."""
 
-    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None: ...
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None: ...
 
     def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray: ...
 
@@ -330,7 +330,7 @@ class IdentityEditor:
 
     crop_size = faces.CROP
 
-    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None:
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None:
         pass
 
     def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -379,11 +379,13 @@ class CmetEditor:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def begin(self, reference: np.ndarray, n_frames: int, fps: float) -> None:
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None:
+        """Prepare a clip: encode the appearance source; ``times``: each frame's seconds since the first
+        (default i/fps), so that keyframes fall on the frames shown at their time."""
         import torch
 
         self.n_frames = n_frames
-        self.weights = timeline.weights(self.keyframes, n_frames, fps, self.blend)  # (N, 1+K): small
+        self.weights = timeline.weights(self.keyframes, n_frames, fps, self.blend, times)  # (N, 1+K): small
         self.strength = timeline.frame_vectors(self.keyframes, self.weights)[1] if n_frames else np.zeros(0, np.float32)
         self.prev = None
         with torch.inference_mode(), self._autocast():
@@ -641,8 +643,9 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
     ref_conv = ref_frame.layout.conversion(ref_frame.shape[1], ref_frame.shape[0])
     ref_box = faces.CropBox.from_row(face_track.boxes[face_track.reference])
+    times = media.frame_times(info)
     editor.begin(colour.to_uint8(faces.crop_planes(ref_frame.planes, ref_box, size, ref_conv, ref_frame.layout.sub)),
-                 info.frame_count, float(info.fps))
+                 info.frame_count, float(info.fps), times if times is not None and len(times) == info.frame_count else None)
     del ref_frame
     tmp = temp_output(output)
     fmt = media.output_format(output)

@@ -7,7 +7,8 @@ time 0 applies from the first frame (there is nothing to fade in from). ``weight
 the weight of "unchanged" (column 0) and of each keyframe's vector: rows sum to 1, so the vector used
 at a frame and how much of its direction is applied are both exact per frame.
 
-Frame i is shown at time i / fps. A keyframe's time is matched to the frame grid with a tolerance
+Frame i is shown at time i / fps, or at its own presentation time (relative to the first frame) when the
+caller knows it (variable frame rates). A keyframe's time is matched to the frame grid with a tolerance
 of a microsecond, so ``1.001`` at 30000/1001 fps is exactly frame 30.
 
 A keyframe with a zero vector (``--intensity 0``, or the ``neutral`` preset: mean neutral − mean
@@ -64,11 +65,18 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def weights(keyframes: list[Keyframe], n_frames: int, fps: float, blend: float) -> np.ndarray:
-    """(n_frames, 1 + K) weights of [unchanged, keyframe 1..K] per frame (frame i shown at time i/fps)."""
+def weights(keyframes: list[Keyframe], n_frames: int, fps: float, blend: float,
+            times: np.ndarray | None = None) -> np.ndarray:
+    """(n_frames, 1 + K) weights of [unchanged, keyframe 1..K] per frame.
+
+    Frame i is shown at ``times[i]`` (seconds since the first frame: a variable frame rate's real times),
+    or at i/fps when no times are given.
+    """
     if fps <= 0:
         raise ValueError(f"fps must be positive, not {fps}")
-    t = np.arange(n_frames) / float(fps)
+    if times is not None and len(times) != n_frames:
+        raise ValueError(f"{len(times)} frame times for {n_frames} frames")
+    t = np.arange(n_frames) / float(fps) if times is None else np.asarray(times, np.float64)
     w = np.zeros((n_frames, 1 + len(keyframes)))
     w[:, 0] = 1.0
     for k, key in enumerate(sorted(keyframes, key=lambda kf: kf.time), start=1):
