@@ -225,6 +225,16 @@ def test_codec_choice_keeps_bit_depth(tmp_path):
     assert frame_times(hevc) == frame_times(src)
 
 
+def test_rgb_source_stays_rgb(tmp_path):
+    src = tmp_path / "rgb.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=384x288:r=10:d=0.3", "-c:v", "png", "-pix_fmt", "rgb24", str(src))
+    out = tmp_path / "out.mkv"
+    identity_edit(src, out, crf=0)
+    assert video_tags(out)["pix_fmt"] in ("gbrp", "rgb24", "bgr0")  # H.264 in RGB, not Y'CbCr
+    before, after = planes(src), planes(out)
+    assert all(all(np.array_equal(a[k], b[k]) for k in range(3)) for a, b in zip(before, after))
+
+
 def test_rotated_planes_match_the_upright_decode(tmp_path):
     plain = tmp_path / "plain.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x96:r=10:d=0.2", "-c:v", "libx264", str(plain))
