@@ -235,6 +235,14 @@ def test_rgb_source_stays_rgb(tmp_path):
     assert all(all(np.array_equal(a[k], b[k]) for k in range(3)) for a, b in zip(before, after))
 
 
+def test_formats_the_edit_cannot_hold_are_converted_with_a_warning(tmp_path):
+    src = tmp_path / "nv12.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.2", "-c:v", "rawvideo", "-pix_fmt", "nv12", str(src))
+    out = tmp_path / "out.mp4"
+    assert any("nv12" in w and "yuv420p" in w for w in identity_edit(src, out, box=(0, 0, 100, 100)))
+    assert video_tags(out)["pix_fmt"] == "yuv420p"
+
+
 def test_rotated_planes_match_the_upright_decode(tmp_path):
     plain = tmp_path / "plain.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x96:r=10:d=0.2", "-c:v", "libx264", str(plain))

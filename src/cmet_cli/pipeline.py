@@ -641,6 +641,9 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     ref_frame = next(itertools.islice(media.read_planes(info), face_track.reference, None), None)
     if ref_frame is None:
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
+    if ref_frame.layout.converted_from and warnings is not None:
+        warnings.append(f"pixel format {ref_frame.layout.converted_from} cannot be edited as it is: "
+                        f"converted to {ref_frame.layout.pix_fmt} (the whole frame)")
     ref_conv = ref_frame.layout.conversion(ref_frame.shape[1], ref_frame.shape[0])
     ref_box = faces.CropBox.from_row(face_track.boxes[face_track.reference])
     times = media.frame_times(info)
