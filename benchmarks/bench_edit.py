@@ -2,6 +2,7 @@
 
     python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
     python benchmarks/bench_edit.py --rss-scaling [--device cpu]
+    python benchmarks/bench_edit.py --media-only --frames 10 --size 2160p
 
 The clip is ``tests/data/video/W009_038.mp4`` (the MEAD sample, a 256² face crop) scaled to the frame height,
 centred on a grey canvas of the requested size, and looped to ``--frames`` frames (25 fps, with its
@@ -490,6 +491,25 @@ def bench(args: argparse.Namespace) -> dict:
     return summary(measure(spec), args.device)
 
 
+def media_only(clip: Path) -> dict:
+    """The edit without networks (``IdentityEditor``, a fixed box the size of the face crop): what decoding,
+    cropping, colour conversion, paste-back and encoding cost, end to end, in this process."""
+    from cmet_cli import media
+    from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
+
+    info = media.probe(clip)
+    side = int(info.height * 0.8)  # about the crop of the face scaled to the frame height
+    box = ((info.width - side) // 2, (info.height - side) // 2, side, side)
+    with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
+        loads = {"before": loadavg()}
+        with timed() as span:
+            Editor(EditOptions(preset="neutral", box=box), face_editor=IdentityEditor()).edit(clip, Path(tmp) / "out.mp4")
+        loads["after"] = loadavg()
+    return {"mode": "media-only", "frames": info.frame_count, "size": f"{info.width}x{info.height}",
+            "media_only_s": round(span.wall_s, 3), "media_only_fps": round(info.frame_count / span.wall_s, 3),
+            "media_only_cpu_s": round(span.cpu_s, 3), "nproc": os.cpu_count(), "loadavg_1m": loads}
+
+
 def rss_scaling(args: argparse.Namespace) -> dict:
     """Peak RSS of a 10 s and a 60 s clip with the small model; the ratio should be ≤ 1.1."""
     weights = args.weights_dir or standin_weights(args.cache_dir, args.small_size)
@@ -529,6 +549,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
     ap.add_argument("--rss-scaling", action="store_true",
                     help=f"peak RSS of a {RSS_SECONDS[0]} s and a {RSS_SECONDS[1]} s clip with --small-model, and their ratio")
+    ap.add_argument("--media-only", action="store_true",
+                    help="time the edit without networks (identity face editor): the media path alone")
     ap.add_argument("--weights-dir", type=Path, default=None, help="checkpoints under their official names (default: stand-ins)")
     ap.add_argument("--cache-dir", type=Path, default=default_cache(), help="stand-in weights and clips (default %(default)s)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -545,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not SAMPLE.is_file():
         raise SystemExit(f"{SAMPLE} is missing: the benchmark needs the repository's tests/data")
+    if args.media_only:
+        report = media_only(make_clip(args.cache_dir, args.frames, args.size))
+        print(json.dumps(report), flush=True)
+        return 0
     args.small_model = args.small_model or args.rss_scaling
     report = rss_scaling(args) if args.rss_scaling else bench(args)
     print(headline(report), flush=True)

@@ -53,6 +53,12 @@ def test_benchmark_ci_size(data_dir: Path, bench: ModuleType, tmp_path: Path) ->
     assert clip.is_file() and (tmp_path / "standin-8" / "EDTalk.pt").is_file()
 
 
+def test_media_only_times_the_edit_without_networks(data_dir: Path, tmp_path: Path) -> None:
+    report = _run_script("--media-only", "--frames", "3", "--size", "256x144", "--cache-dir", str(tmp_path))
+    assert report["mode"] == "media-only" and report["frames"] == 3 and report["size"] == "256x144"
+    assert report["media_only_s"] > 0 and report["media_only_fps"] == pytest.approx(3 / report["media_only_s"], rel=0.01)
+
+
 def test_clip_is_upscaled_and_looped(data_dir: Path, bench: ModuleType, tmp_path: Path) -> None:
     from cmet_cli import media
 
@@ -63,6 +69,7 @@ def test_clip_is_upscaled_and_looped(data_dir: Path, bench: ModuleType, tmp_path
 
 def test_sizes_and_rss_report(bench: ModuleType) -> None:
     assert bench.parse_size("720p") == (1280, 720) and bench.parse_size("256x256") == (256, 256)
+    assert bench.parse_size("2160p") == (3840, 2160)
     with pytest.raises(argparse.ArgumentTypeError):
         bench.parse_size("255x256")
     short = {"peak_rss_mb": 500.0, "run_peak_rss_mb": 400.0, "frames": 250}
