@@ -276,6 +276,21 @@ def test_subtitles_disposition_and_metadata_are_kept(tmp_path):
     assert [p[1:] for p in media.audio_packets(out_mp4)] == [p[1:] for p in media.audio_packets(src)]
 
 
+@pytest.mark.parametrize("suffix", [".mov", ".mp4", ".mkv"])
+def test_timecode_is_kept_and_unkeepable_streams_are_named(tmp_path, suffix):
+    src = tmp_path / "tc.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.4", "-f", "lavfi", "-i", "testsrc2=s=80x60:r=25:d=0.4",
+           "-map", "0", "-map", "1", "-c:v", "libx264", "-timecode", "01:02:03:04", str(src))
+    out = tmp_path / f"out{suffix}"
+    warnings = identity_edit(src, out, box=(0, 0, 100, 100))
+    assert warnings == ["video stream 1 (h264) is not kept"]  # the second video track; the timecode is kept
+    streams = ffprobe(out, "-show_streams")["streams"]
+    tags = {k.lower(): v for k, v in streams[0].get("tags", {}).items()}
+    assert tags["timecode"] == "01:02:03:04"
+    if suffix != ".mkv":  # MOV and MP4 hold it as a timecode track again
+        assert [s.get("codec_tag_string") for s in streams if s["codec_type"] == "data"] == ["tmcd"]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
 def test_writer_metadata_is_a_container_tag(tmp_path, suffix):
     src = tmp_path / "c.mp4"

@@ -521,16 +521,21 @@ def frame_to_rgb(frame: Frame) -> np.ndarray:
     return to_uint8(to_rgb(y, u, v, conv))
 
 
-def _video_disposition(path: Path):
-    """The input video stream's disposition flags (default, ...), or None if it cannot be read."""
+KEPT_VIDEO_TAGS = ("timecode", "language", "title")
+
+
+def _video_template(path: Path) -> tuple[object | None, dict[str, str]]:
+    """The input video stream's disposition flags (default, ...) and the tags the output keeps
+    (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track); (None, {}) if unreadable."""
     try:
         container = _open_input(path)
     except MediaError:
-        return None
+        return None, {}
     try:
-        return _video_stream(container).disposition
+        stream = _video_stream(container)
+        return stream.disposition, {k: v for k, v in stream.metadata.items() if k in KEPT_VIDEO_TAGS}
     except MediaError:
-        return None
+        return None, {}
     finally:
         container.close()
 
@@ -582,8 +587,11 @@ class _SideStreams:
                     self.map[stream.index] = (self._copy(stream), None)
                 else:
                     self.notes.append(f"subtitle track {stream.index} ({codec}) cannot be kept in {fmt}: dropped")
+            elif kind == "data" and "timecode" in stream.metadata and \
+                    stream.metadata["timecode"] == _video_stream(self.input).metadata.get("timecode"):
+                continue  # a timecode track: kept as the video's timecode tag (MOV/MP4 write it as a track again)
             elif kind in ("data", "attachment") or (kind == "video" and stream is not _video_stream(self.input)):
-                what = stream.metadata.get("handler_name") or codec or kind
+                what = codec if codec and codec != "?" else stream.metadata.get("handler_name") or kind
                 self.notes.append(f"{kind} stream {stream.index} ({what}) is not kept")
         self.demux = self.input.demux(*[self.input.streams[i] for i in self.map]) if self.map else iter(())
         self.pending = None
@@ -685,9 +693,11 @@ class FrameWriter:
         cc.color_range, cc.colorspace = layout.range, layout.space
         cc.color_primaries, cc.color_trc = layout.primaries, layout.trc
         cc.thread_count = 0
-        disposition = _video_disposition(self.info.path)
+        disposition, tags = _video_template(self.info.path)
         if disposition is not None:
             stream.disposition = disposition
+        for key, value in tags.items():
+            stream.metadata[key] = value
         options = {"crf": str(self.crf), "preset": self.preset}
         if name == "libx265":
             options["x265-params"] = "log-level=error" + (":lossless=1" if self.crf == 0 else "")

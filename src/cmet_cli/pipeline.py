@@ -654,7 +654,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     written = 0
-    writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
+    writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path,  # audio, subtitles, ...
                                fmt=fmt, width=width, codec=options.codec, metadata=metadata)
     if warnings is not None:
         warnings.extend(writer.notes)
