@@ -672,6 +672,9 @@ class FrameWriter:
         self.layout: Layout | None = None
         self._last_pts: int | None = None
         self._closed = False
+        # write() runs in the pipeline's writer thread, abort() in the main thread: FFmpeg's contexts must
+        # never be closed while a frame is being encoded or muxed
+        self._lock = threading.Lock()
         try:
             options = {"movflags": "+faststart"} if self.fmt in ("mp4", "mov") else {}
             self.container = av.open(str(self.path), "w", format=self.fmt, options=options)
@@ -741,8 +744,14 @@ class FrameWriter:
             raise ValueError(f"frame format {frame.layout.pix_fmt} does not match {self.layout.pix_fmt}")
 
     def write(self, frame: Frame) -> None:
+        with self._lock:
+            self._write(frame)
+
+    def _write(self, frame: Frame) -> None:
         import av
 
+        if self._closed:
+            raise MediaError(f"{self.path}: the writer was closed")
         self._check(frame)
         try:
             if self.stream is None:
@@ -762,6 +771,10 @@ class FrameWriter:
         return MediaError(f"{self.path}: encoding failed ({exc})")
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         import av
 
         if self._closed:
@@ -775,14 +788,19 @@ class FrameWriter:
                 self.side.mux_until(None)
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
-            self.abort()
+            self._release()
             raise self._error(exc) from None
         finally:
             if self.side is not None:
                 self.side.close()
 
     def abort(self) -> None:
-        self._closed = True
+        """Stop and release everything (the caller removes the file); waits for a frame being encoded."""
+        with self._lock:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
         for closing in (getattr(self, "container", None), getattr(self, "side", None)):
             try:
                 if closing is not None:
