@@ -464,6 +464,10 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
             q.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             q.put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's decoder is released here, in its own thread, not at interpreter exit
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -638,7 +642,11 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     size = getattr(editor, "crop_size", faces.CROP)
     present = face_track.present
     mask = faces.face_mask(size)
-    ref_frame = next(itertools.islice(media.read_planes(info), face_track.reference, None), None)
+    frames = media.read_planes(info)
+    try:
+        ref_frame = next(itertools.islice(frames, face_track.reference, None), None)
+    finally:
+        frames.close()  # the decoder is released now, not when the generator is collected
     if ref_frame is None:
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
     if ref_frame.layout.converted_from and warnings is not None:
