@@ -16,15 +16,8 @@ import torch
 
 from cmet_cli import media, speech
 from cmet_cli.errors import CmetError, MediaError, UsageError, WeightsError
-from cmet_cli.speech import (
-    PRESETS,
-    Emotion2Vec,
-    Emotion2VecConfig,
-    emotion_vector,
-    load_bank,
-    load_speech,
-    preset_vector,
-)
+from cmet_cli.presets import PRESETS, emotion_vector, load_bank, preset_vector
+from cmet_cli.speech import Emotion2Vec, Emotion2VecConfig, load_speech
 
 MANIFEST = "emotion2vec_plus_large.json"
 GOLDEN = "emotion2vec_plus_large.npz"

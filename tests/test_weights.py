@@ -440,7 +440,7 @@ def test_missing_bank_names_the_bank_option(home):
 
 def test_emotions_lists_the_presets_without_a_bank(home):
     from cmet_cli import presets
-    from cmet_cli.speech import PRESETS
+    from cmet_cli.presets import PRESETS
 
     rows = presets.describe()
     assert [r.name for r in rows] == list(PRESETS)

@@ -148,7 +148,7 @@ def _bank_names(options: EditOptions) -> set[str] | None:
 
 def check_presets(options: EditOptions) -> None:
     """An unknown preset name is a usage error, found before any model loads."""
-    from .speech import PRESETS
+    from .presets import PRESETS
 
     names = [options.preset] if options.preset else []
     names += [emotion for _, emotion in options.at if not pipeline._is_file(emotion)]

@@ -207,7 +207,7 @@ def load_models(options: EditOptions) -> Models:
     from . import weights
     from .checkpoint import read_checkpoint
     from .render import EDTalkGenerator
-    from .speech import load_bank
+    from .presets import load_bank
     from .transfer import Connector
 
     paths = weight_paths(options)
@@ -281,7 +281,8 @@ def _is_file(text: str) -> bool:
 
 def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe]:
     """The keyframes of the edit, each with its semantic vector (intensity applied)."""
-    from .speech import emotion_vector, load_speech, preset_vector
+    from .presets import emotion_vector, preset_vector
+    from .speech import load_speech
 
     cache: dict[str, np.ndarray] = {}
 
