@@ -225,6 +225,27 @@ class _Speech:
         return torch.from_numpy(self.vector)
 
 
+def test_speech_clips_are_decoded_and_embedded_once_per_run(bank, data_dir: Path, monkeypatch) -> None:
+    """``batch.check_speech`` decodes every clip before the models load; the plan reuses that decode, and a
+    clip used twice (emotion and neutral reference, or twice in a timeline) goes through emotion2vec once."""
+    from cmet_cli import batch, speech
+
+    clip = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
+    neutral = sorted((data_dir / "speech" / "neutral").glob("*.wav"))[0]
+    speech._DECODED.clear()
+    decoded: list[Path] = []
+    real = speech._decode_speech
+    monkeypatch.setattr(speech, "_decode_speech", lambda path: decoded.append(path) or real(path))
+    options = EditOptions(at=(("0", str(clip)), ("1", "happy"), ("2", str(clip))), neutral_speech=(neutral,)).validate()
+    batch.check_speech(options)
+    assert sorted(decoded) == sorted([clip, neutral])
+    stub = Models(None, None, None, None, bank=bank)
+    stub._speech = _Speech(bank["happy"].mean(axis=0))
+    keys = emotion_plan(options, stub)
+    assert len(decoded) == 2 and stub._speech.calls == 2  # the clip once, the neutral reference once
+    np.testing.assert_array_equal(keys[0].vector, keys[2].vector)
+
+
 def test_plan_of_presets_speech_and_intensity(bank, data_dir: Path) -> None:
     speech = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
     stub = Models(None, None, None, None, bank=bank)

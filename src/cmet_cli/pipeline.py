@@ -185,6 +185,7 @@ class Models:
     bank: dict[str, np.ndarray] | None = None
     speech_path: Path | None = None
     _speech: object = None
+    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
 
     @property
     def crop_size(self) -> int:
@@ -199,6 +200,15 @@ class Models:
                 raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
             self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
         return self._speech
+
+    def embed(self, clip: Path) -> np.ndarray:
+        """The emotion2vec embedding of a speech clip: decoded and embedded once (keyed by path, mtime, size)."""
+        from .speech import clip_key, load_speech
+
+        key = clip_key(clip)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
+        return self._embeddings[key]
 
 
 def load_models(options: EditOptions) -> Models:
@@ -282,14 +292,13 @@ def _is_file(text: str) -> bool:
 def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe]:
     """The keyframes of the edit, each with its semantic vector (intensity applied)."""
     from .presets import emotion_vector, preset_vector
-    from .speech import load_speech
 
     cache: dict[str, np.ndarray] = {}
 
     def neutral() -> np.ndarray:
         if "neutral" not in cache:
             if options.neutral_speech:
-                cache["neutral"] = np.stack([_embed(models, load_speech(p)) for p in options.neutral_speech])
+                cache["neutral"] = np.stack([models.embed(Path(p)) for p in options.neutral_speech])
             else:
                 cache["neutral"] = models.bank["neutral"]  # type: ignore[index]
         return cache["neutral"]
@@ -298,7 +307,7 @@ def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe
         if isinstance(source, str) and not _is_file(source):
             return preset_vector(models.bank, source, neutral() if options.neutral_speech else None)  # type: ignore[arg-type]
         clips = [source] if isinstance(source, str) else list(source)
-        return emotion_vector([_embed(models, load_speech(c)) for c in clips], neutral())
+        return emotion_vector([models.embed(Path(c)) for c in clips], neutral())
 
     if options.at:
         keys = [(timeline.parse_time(t), e, vector(e)) for t, e in options.at]
@@ -306,10 +315,6 @@ def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe
         source = options.preset if options.preset else options.emotion_speech
         keys = [(0.0, options.preset or ", ".join(Path(p).name for p in options.emotion_speech), vector(source))]
     return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
-
-
-def _embed(models: Models, wave: np.ndarray) -> np.ndarray:
-    return models.speech().embed(wave).cpu().numpy()
 
 
 # ---------------------------------------------------------------- face editors

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -267,7 +268,7 @@ def _as_waveform(waveform: np.ndarray | Tensor) -> Tensor:
     if isinstance(waveform, Tensor):
         wave = waveform.detach().to(torch.float32)
     else:
-        wave = torch.from_numpy(np.asarray(waveform, dtype=np.float32))
+        wave = torch.from_numpy(np.array(waveform, dtype=np.float32))  # a copy: cached waves are read-only
     if wave.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (T,), got {tuple(wave.shape)}")
     if wave.numel() < _RECEPTIVE_FIELD:
@@ -392,11 +393,42 @@ def _read_ffmpeg(path: Path, soundfile_reason: str) -> np.ndarray:
         raise MediaError(f"cannot decode speech file {path}: {exc} ({soundfile_reason})") from None
 
 
-def load_speech(path: str | Path) -> np.ndarray:
-    """Read speech as float32 mono 16 kHz: soundfile for what libsndfile reads, ffmpeg for the rest."""
+ClipKey = tuple[str, int, int]  # (resolved path, modification time in ns, size in bytes)
+_DECODED: dict[ClipKey, np.ndarray] = {}  # the waveforms of this process, by ``clip_key``
+_DECODED_MAX = 32  # clips kept (a minute of speech is ~4 MB); the oldest goes first
+_DECODED_LOCK = threading.Lock()
+
+
+def clip_key(path: str | Path) -> ClipKey:
+    """What identifies a speech clip's content without reading it: a clip edited in place gets a new key."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"speech file not found: {path}")
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def load_speech(path: str | Path) -> np.ndarray:
+    """Read speech as float32 mono 16 kHz: soundfile for what libsndfile reads, ffmpeg for the rest.
+
+    Each clip is decoded once per process (cached by ``clip_key``): the check before the models load and
+    the emotion plan after share one decode. The array is shared, so it is read-only.
+    """
+    key = clip_key(path)
+    with _DECODED_LOCK:
+        wave = _DECODED.get(key)
+    if wave is None:
+        wave = _decode_speech(Path(path))
+        wave.setflags(write=False)
+        with _DECODED_LOCK:
+            _DECODED[key] = wave
+            while len(_DECODED) > _DECODED_MAX:
+                del _DECODED[next(iter(_DECODED))]
+    return wave
+
+
+def _decode_speech(path: Path) -> np.ndarray:
+    """Decode and check one clip (``load_speech`` without the cache)."""
     try:
         wave = _read_soundfile(path)
     except sf.SoundFileError as exc:
