@@ -252,3 +252,28 @@ def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
     assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [(n, "done") for n in finished]
+
+
+def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_path, clip):
+    """The token is passed in (no module-level flag): cancelled from the face editor, as another thread
+    would, the edit stops before its next chunk and removes its temporary file; a later batch run with
+    the same editor gets its own token and finishes."""
+    from cmet_cli.stages import CancelToken
+
+    token = CancelToken()
+
+    class CancelsOnFirstChunk(pipeline.IdentityEditor):
+        def __call__(self, crops, frames):
+            token.cancel()
+            return crops
+
+    options = pipeline.EditOptions(preset="neutral", box=(0, 0, 96, 96), batch_size=1)
+    editor = pipeline.Editor(options, face_editor=CancelsOnFirstChunk(), cancel=token)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        editor.edit(clip, out)
+    assert token.cancelled and not out.exists() and leftovers(tmp_path) == []
+    editor._face_editor = pipeline.IdentityEditor()
+    results = batch.run([batch.Job(clip, out)], options, editor=editor, quiet=True)
+    assert [r.status for r in results] == ["done"] and frame_count(out) == frame_count(clip)
+    assert editor.cancel is not token and not editor.cancel.cancelled

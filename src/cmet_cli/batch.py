@@ -22,8 +22,9 @@ from typing import Callable, Iterable, Sequence
 
 from . import fingerprint, media, pipeline
 from .errors import CmetError, MediaError, UsageError
+from .options import Preset
 from .pipeline import EditOptions, EditResult, Editor
-from .stages import Stage
+from .stages import CancelToken, Stage
 
 OUTPUT_SUFFIX = ".mp4"
 SKIP_SUFFIXES = {".txt", ".json", ".md", ".csv", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac",
@@ -150,8 +151,7 @@ def check_presets(options: EditOptions) -> None:
     """An unknown preset name is a usage error, found before any model loads."""
     from .presets import PRESETS
 
-    names = [options.preset] if options.preset else []
-    names += [emotion for _, emotion in options.at if not pipeline._is_file(emotion)]
+    names = [cue.emotion.name for cue in options.cues() if isinstance(cue.emotion, Preset)]
     if not names:
         return
     known = _bank_names(options) or set(PRESETS)
@@ -164,9 +164,7 @@ def check_speech(options: EditOptions) -> None:
     """Decode every speech clip of the run (cheap) so that a bad one fails before the models load."""
     from .speech import load_speech
 
-    clips = [*options.emotion_speech, *options.neutral_speech]
-    clips += [Path(emotion) for _, emotion in options.at if pipeline._is_file(emotion)]
-    for clip in clips:
+    for clip in options.speech_clips():
         load_speech(clip)
 
 
@@ -306,7 +304,7 @@ class _PerThread:
 
 
 def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], editors: _PerThread,
-                 workers: int) -> list[EditResult]:
+                 workers: int, cancel: CancelToken) -> list[EditResult]:
     """``workers`` files at once on the CPU; on an interrupt every unfinished file is abandoned and cleaned up."""
     import torch
 
@@ -317,32 +315,33 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
         futures = [pool.submit(lambda j=job: one(j, editors.get())) for job in jobs]
         return [f.result() for f in futures]
     except BaseException:
-        pipeline.CANCEL.set()  # running edits stop at their next chunk and remove their temporary files
+        cancel.cancel()  # running edits stop at their next chunk and remove their temporary files
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         pool.shutdown(wait=True)
-        pipeline.CANCEL.clear()  # a later edit in this process must not see the old interrupt
         torch.set_num_threads(threads)
 
 
 def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, quiet: bool = False, verbose: int = 0,
         on_result: Callable[[EditResult], None] | None = None, editor: Editor | None = None,
-        show_progress: bool | None = None, console=None) -> list[EditResult]:
+        show_progress: bool | None = None, console=None, cancel: CancelToken | None = None) -> list[EditResult]:
     """Edit every job (models loaded once, only when some input needs them); results in job order.
 
     ``jobs_at_once`` files in parallel on the CPU; on a GPU files run one after another. A model or
     speech clip that cannot be loaded fails every input that needed it, with the same message;
     a ``UsageError`` (e.g. an unavailable ``--device``) is raised. ``console``: the rich console of the
-    bars; give the one the log handler writes to, so that log lines print above the bars.
+    bars; give the one the log handler writes to, so that log lines print above the bars. ``cancel``: the
+    run's token (a fresh one by default; a given ``editor`` is handed it), cancelled on an interrupt.
     """
     from rich.console import Console
 
-    pipeline.CANCEL.clear()
+    cancel = cancel or CancelToken()
     show = (not quiet) if show_progress is None else show_progress
     console = console or Console(stderr=True)
     with StageProgress(console, len(jobs), disable=not show) as progress:
-        editor = editor or Editor(options, progress=progress if show else None)
+        editor = editor or Editor(options, progress=progress if show else None, cancel=cancel)
+        editor.cancel = cancel  # an interrupt of an earlier run with this editor must not stop this one
         load_error: str | None = None
         if any(_needs_models(j, options.overwrite) for j in jobs):
             try:
@@ -367,7 +366,7 @@ def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, qui
         on_gpu = editor.models is not None and getattr(editor.models.device, "type", "cpu") != "cpu"
         if jobs_at_once <= 1 or len(jobs) <= 1 or on_gpu or load_error:
             return [one(j, editor) for j in jobs]
-        return _in_parallel(one, jobs, _PerThread(editor), min(jobs_at_once, len(jobs)))
+        return _in_parallel(one, jobs, _PerThread(editor), min(jobs_at_once, len(jobs)), cancel)
 
 
 # ---------------------------------------------------------------- report and summary

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 from . import batch
 from .batch import Job
 from .errors import CmetError, UsageError
-from .pipeline import EditOptions, EditResult, Editor, _is_file
+from .pipeline import EditOptions, EditResult, Editor
 from .stages import Stage
 
 log = logging.getLogger("cmet")
@@ -121,6 +121,7 @@ class WorkerInfo:
     host: str
     error: str | None = None  # the models (or a speech clip) could not be loaded here
     usage: bool = False  # ... because of a usage error (e.g. --device cuda without a GPU)
+    usage_error: UsageError | None = None  # that error itself: an OptionError names its field, the CLI its flag
 
 
 class Worker:
@@ -148,7 +149,7 @@ class Worker:
                 batch.check_speech(self.options)
                 self.editor.load()
         except UsageError as exc:
-            return replace(info, error=str(exc), usage=True)
+            return replace(info, error=str(exc), usage=True, usage_error=exc)
         except CmetError as exc:
             self.load_error = " ".join(str(exc).split())
             return replace(info, error=self.load_error)
@@ -187,7 +188,7 @@ def absolute_options(options: EditOptions) -> EditOptions:
     def path(p: Path | None) -> Path | None:
         return None if p is None else Path(p).absolute()
 
-    at = tuple((t, str(Path(e).absolute()) if _is_file(e) else e) for t, e in options.at)
+    at = tuple(replace(cue, emotion=cue.emotion.absolute()) for cue in options.at)
     return replace(options, emotion_speech=tuple(Path(p).absolute() for p in options.emotion_speech),
                    neutral_speech=tuple(Path(p).absolute() for p in options.neutral_speech), at=at,
                    weights_dir=path(options.weights_dir), bank_dir=path(options.bank_dir))
@@ -374,7 +375,7 @@ class Driver:
             self.replace_worker()
             return
         if info.usage:
-            raise UsageError(info.error)
+            raise info.usage_error or UsageError(info.error)
         slot.info = info
         if info.error:  # keep it only if no other worker can do better: it fails the files that need models
             self.state.load_error = self.state.load_error or info.error

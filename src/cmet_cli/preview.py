@@ -15,6 +15,7 @@ import numpy as np
 
 from . import faces, media, presets
 from .errors import NoFaceError, UsageError
+from .options import OptionError
 from .pipeline import CmetEditor, EditOptions, Editor
 
 log = logging.getLogger("cmet")
@@ -45,7 +46,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     if output.exists() and not options.overwrite:
         raise UsageError(f"{output} exists: pass --overwrite to replace it")
     if n_frames < 1:
-        raise UsageError("--frames must be at least 1")
+        raise OptionError("{n_frames} must be at least 1")
     info = media.probe(input)
     editor = editor or Editor(options)
     editor.load()
