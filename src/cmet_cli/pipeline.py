@@ -24,7 +24,8 @@ from . import faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
 from .options import Cue, Emotion, OptionError, Preset, Speech, as_cue
-from .runtime import PRECISIONS, WINDOW, Runtime, is_device_name, default_batch_size, pick_device, pick_dtype  # noqa: F401 - re-exported
+from .runtime import (PRECISIONS, WINDOW, Runtime, default_batch_size, is_device_name, pick_device,  # noqa: F401
+                      pick_dtype)  # pick_*/default_batch_size: re-exported for callers of pipeline
 from .stages import CancelToken, ProgressFn, Stage
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .transfer import Connector
 
 log = logging.getLogger("cmet")
+
 
 @dataclass(frozen=True)
 class EditOptions:
