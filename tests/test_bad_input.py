@@ -85,7 +85,7 @@ def test_folder_without_videos_is_a_usage_error(tmp_path, weights):
     empty = tmp_path / "clips"
     empty.mkdir()
     (empty / "notes.txt").write_text("no video here")
-    (empty / "fake.mp4").write_text("nor here")
+    (empty / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     run = cmet("edit", empty, "-o", tmp_path / "out", "--preset", "happy", *model_args(weights))
     assert_one_line_failure(run, str(empty), "no videos found", code=2)
     assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cmet_cli import batch, distributed, media
+from cmet_cli import atomic, batch, distributed, media
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.pipeline import EditOptions
@@ -193,8 +193,10 @@ def test_ray_options_need_the_ray_executor():
 
 def test_remove_temp_files_of_one_process(tmp_path):
     output = tmp_path / "talk [1].mp4"
-    mine, other = tmp_path / ".talk [1].mp4.cmet-41-7.part", tmp_path / ".talk [1].mp4.cmet-42-7.part"
-    mine.touch()
-    other.touch()
-    assert distributed.remove_temp_files(output, 41) == [mine]
-    assert not mine.exists() and other.exists()
+    mine = tmp_path / f"{atomic.temp_prefix(output, 41, atomic.host_tag('node-a'))}0a1b.part"
+    others = [tmp_path / f"{atomic.temp_prefix(output, 42, atomic.host_tag('node-a'))}0a1b.part",  # another process
+              tmp_path / f"{atomic.temp_prefix(output, 41, atomic.host_tag('node-b'))}0a1b.part"]  # another machine
+    for path in (mine, *others):
+        path.touch()
+    assert distributed.remove_temp_files(output, 41, "node-a") == [mine]
+    assert not mine.exists() and all(p.exists() for p in others)

@@ -20,16 +20,28 @@ from .terminal import StyledErrors, table_console
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EPILOG = """\b
 Exit codes: 0 all inputs done or skipped, 1 some input failed, 2 usage error,
-130/143 interrupted (Ctrl-C / SIGTERM; no partial output is left).
+130/143/129 interrupted (Ctrl-C / SIGTERM / SIGHUP; no partial output is left).
 """
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that every temporary file is cleaned up."""
+    """SIGTERM or SIGHUP (terminal closed), raised in the main thread so that every temporary file is
+    cleaned up and every ffmpeg child ended; ``code``: the exit status (128 + the signal)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.code = 128 + int(signum)
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    raise Terminated()
+    raise Terminated(signum)
+
+
+def _handle_termination() -> None:
+    """SIGTERM and SIGHUP end a command the way Ctrl-C does (SIGHUP: where the platform has it)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _on_sigterm)
 
 
 def _console(quiet: bool = False):
@@ -50,7 +62,9 @@ def _setup_logging(verbose: int, quiet: bool, console=None) -> "logging.Handler"
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
-    click.echo(f"error: {message}", err=True)
+    from .errors import one_line
+
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -259,6 +273,8 @@ FACE_OPTIONS = _options(
 @click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip those made from the same input with the same settings; "
                    "fail on others).")
+@click.option("--allow-damaged", is_flag=True,
+              help="Edit the frames that decode of a file whose data ends early (default: such a file fails).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Files edited at once (CPU).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Edit on this machine, or on a Ray cluster (pip install 'cmet-cli[ray]'; paths shared by all nodes).")
@@ -274,7 +290,7 @@ FACE_OPTIONS = _options(
               help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
          batch_size, compile_, weights_dir, detector, box, face, crf, colour_match, compare, recursive, overwrite,
-         jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
+         allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
     """Edit the facial emotion of INPUTS (videos or folders of videos).
 
     \b
@@ -290,17 +306,19 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _handle_termination()
     try:
         options = EditOptions(
             preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
             blend=blend, intensity=intensity, device=device, precision=precision,
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
             crf=crf, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            allow_damaged=allow_damaged,
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         batch.check_presets(options)
-        jobs_list = batch.plan(inputs, output, recursive=recursive)
+        scanned = batch.scan(inputs, output, recursive=recursive)
+        jobs_list = scanned.jobs
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
@@ -328,21 +346,21 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = exc.code if isinstance(exc, Terminated) else 130
         if report:  # what finished before the interrupt, for scripts that resume
             try:
-                batch.write_report(report, finished, interrupted=True)
+                batch.write_report(report, finished, interrupted=True, ignored=scanned.ignored)
             except CmetError:
                 pass
         click.echo("interrupted: unfinished outputs were removed", err=True)
         sys.exit(code)
     if report:
         try:
-            batch.write_report(report, results)
+            batch.write_report(report, results, ignored=scanned.ignored)
         except CmetError as exc:
             _fail(str(exc))
     if not as_json and not quiet:
-        batch.summary(results, console)
+        batch.summary(results, console, scanned.ignored)
     sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
 
 
@@ -378,6 +396,10 @@ def download_weights(only, from_dir, check, include_sample, quiet):
     from .errors import CmetError
 
     console = _console(quiet)
+    try:
+        weights.home()
+    except CmetError as exc:
+        _fail(str(exc))
     lock = weights.load_lock()
 
     def say(line: str) -> None:  # plain text, never wrapped: paths and commands stay whole in a pipe or a log
@@ -446,6 +468,10 @@ def _doctor() -> None:
     from .errors import CmetError
 
     console = _console()
+    try:
+        weights.home()
+    except CmetError as exc:
+        _fail(str(exc))
     table = Table(title=f"weights in {weights.home()}")
     for col in ("name", "state", "path", "needed by"):
         table.add_column(col)
@@ -536,6 +562,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     from .preview import contact_sheet
 
     _setup_logging(0, quiet)
+    _handle_termination()
     try:
         if not preset and not emotion_speech:
             raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")

@@ -194,20 +194,11 @@ def absolute_options(options: EditOptions) -> EditOptions:
                    weights_dir=path(options.weights_dir), bank_dir=path(options.bank_dir))
 
 
-def remove_temp_files(output: Path, pid: int) -> list[Path]:
-    """Delete the temporary files a (dead) worker process left beside ``output``."""
-    from .pipeline import temp_prefix
+def remove_temp_files(output: Path, pid: int, host: str | None = None) -> list[Path]:
+    """Delete the temporary files a (dead) worker process ``pid`` on ``host`` left beside ``output``."""
+    from . import atomic
 
-    prefix, removed = temp_prefix(output, pid), []
-    try:
-        names = os.listdir(output.parent)
-    except OSError:
-        return removed
-    for name in names:
-        if name.startswith(prefix) and name.endswith(".part"):
-            (output.parent / name).unlink(missing_ok=True)
-            removed.append(output.parent / name)
-    return removed
+    return atomic.remove_temp_files(output, pid, host)
 
 
 # ---------------------------------------------------------------- progress
@@ -269,7 +260,7 @@ class _State:
     queue: deque[int]
     attempts: dict[int, int] = field(default_factory=dict)
     results: dict[int, EditResult] = field(default_factory=dict)
-    dead: list[tuple[int, int]] = field(default_factory=list)  # (pid, job index) of workers that died mid-file
+    dead: list[tuple[int, str, int]] = field(default_factory=list)  # (pid, host, job index) of workers that died mid-file
     load_error: str | None = None
     replacements: int = 0
 
@@ -317,14 +308,14 @@ class Driver:
         for slot in list(self.slots):
             self.retire(slot)
             if slot.info is not None and slot.job is not None:
-                self.state.dead.append((slot.info.pid, slot.job))
+                self.state.dead.append((slot.info.pid, slot.info.host, slot.job))
         if in_flight:  # ray.kill is asynchronous: wait until the killed edits are seen to end
             self.ray.wait(in_flight, num_returns=len(in_flight), timeout=10)
         self.sweep()
 
     def sweep(self) -> None:
-        for pid, index in self.state.dead:
-            remove_temp_files(self.remote_jobs[index].output, pid)
+        for pid, host, index in self.state.dead:
+            remove_temp_files(self.remote_jobs[index].output, pid, host)
 
     # -- the loop
 
@@ -401,8 +392,8 @@ class Driver:
         """Retire the dead worker, remove its temporary file and retry (or fail) its file."""
         self.retire(slot)
         if slot.info is not None:
-            self.state.dead.append((slot.info.pid, index))
-            for path in remove_temp_files(self.remote_jobs[index].output, slot.info.pid):
+            self.state.dead.append((slot.info.pid, slot.info.host, index))
+            for path in remove_temp_files(self.remote_jobs[index].output, slot.info.pid, slot.info.host):
                 log.info("removed %s, left by a dead worker", path)
         tries = self.state.attempts[index] = self.state.attempts.get(index, 0) + 1
         job = self.jobs[index]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from . import faces, media, presets, timeline
+from . import atomic, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
 from .options import Cue, Emotion, OptionError, Preset, Speech, as_cue
@@ -60,6 +60,7 @@ class EditOptions:
     colour_match: bool = False  # match the rendered face's colour statistics to the original crop
     overwrite: bool = False
     compile: bool = False  # torch.compile the networks (CUDA)
+    allow_damaged: bool = False  # edit the frames that decode of a file whose data ends early (else it fails)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", tuple(as_cue(cue) for cue in self.at))
@@ -110,8 +111,10 @@ class EditOptions:
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError("{batch_size} must be at least 1")
         for clip in (*self.emotion_speech, *self.neutral_speech):
-            if not Path(clip).is_file():
+            if not Path(clip).exists():
                 raise UsageError(f"speech clip not found: {clip}")
+            if not Path(clip).is_file():
+                raise UsageError(f"speech clip {clip} is not a regular file")
         return self
 
 
@@ -557,14 +560,31 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
 
 
-def temp_prefix(output: Path, pid: int) -> str:
-    """The start of the temporary file names process ``pid`` writes for ``output`` (one per thread)."""
-    return f".{output.name}.cmet-{pid}-"
+def check_input(info: media.VideoInfo, options: EditOptions) -> list[str]:
+    """What can be told about an input from its probe, before any frame is edited: raises for a damaged
+    file (unless ``allow_damaged``) and a ``--box`` outside the frame; returns warnings."""
+    warnings: list[str] = []
+    if info.damaged:
+        decoded = media.count_frames(info)
+        text = f"damaged: {decoded} of {info.declared_frames} frames decode"
+        if not options.allow_damaged:
+            raise MediaError(f"{info.path}: {text} (--allow-damaged edits the frames that do)")
+        warnings.append(f"{text}: writing those {decoded}")
+    if options.box and box_outside(options.box, info.width, info.height):
+        raise UsageError(f"--box {','.join(map(str, options.box))} lies outside the {info.width}x{info.height} "
+                         f"frame of {info.path}")
+    last = (info.frame_count - 1) / float(info.fps)
+    for cue in options.at:
+        if cue.time > last + timeline.TIME_TOLERANCE:
+            warnings.append(f"--at {cue.time:g} {cue.label} is past the end of the clip (last frame at {last:.2f} s): "
+                            "never applies")
+    return warnings
 
 
-def temp_output(output: Path) -> Path:
-    """A hidden temporary file beside the output: renamed into place only when complete."""
-    return output.with_name(f"{temp_prefix(output, os.getpid())}{threading.get_ident()}.part")
+def box_outside(box: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether a face box X,Y,W,H misses the frame entirely (one that overlaps it is clipped at the edges)."""
+    x, y, w, h = box
+    return x >= width or y >= height or x + w <= 0 or y + h <= 0
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
@@ -586,49 +606,49 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
         raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
     editor.begin(faces.crop(ref_frame, faces.CropBox.from_row(face_track.boxes[face_track.reference]), size),
                  info.frame_count, float(info.fps))
-    tmp = temp_output(output)
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     written = 0
-    writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
-                               fmt=fmt, width=width, metadata=metadata)
-    sink = _Writer(writer, options.compare)
-    finished = False
-    try:
-        # decoding and cropping run in a background thread, one batch ahead (bounded memory)
-        cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
-        for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
-            cancel.check()
-            rendered: dict[int, np.ndarray] = {}
-            if len(have):
-                edited = editor(originals, have)
-                for k, i in enumerate(have):
-                    face = edited[k]
-                    if options.colour_match:
-                        face = faces.match_colour(face, originals[k], mask)
-                    rendered[int(i)] = face
+    with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
+        writer = media.FrameWriter(staged.path, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
+                                   fmt=fmt, width=width, metadata=metadata)
+        sink = _Writer(writer, options.compare)
+        finished = False
+        try:
+            # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+            cropped = crop_batches(chunks(media.read_frames(info), batch), face_track, size)
+            for start, frames, have, boxes, originals in prefetch(cropped, depth=1):
+                cancel.check()
+                rendered: dict[int, np.ndarray] = {}
+                if len(have):
+                    edited = editor(originals, have)
+                    for k, i in enumerate(have):
+                        face = edited[k]
+                        if options.colour_match:
+                            face = faces.match_colour(face, originals[k], mask)
+                        rendered[int(i)] = face
 
-            def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
-                for j, frame in enumerate(frames):
-                    i = start + j
-                    out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
-                    yield frame, out
+                def job(frames=frames, start=start, rendered=rendered, boxes=boxes):
+                    for j, frame in enumerate(frames):
+                        i = start + j
+                        out = faces.paste(frame, rendered[i], boxes[i], mask) if i in rendered else frame
+                        yield frame, out
 
-            sink.put(job)
-            written += len(frames)
-            if progress:
-                progress(Stage.WRITE_VIDEO, written, info.frame_count)
-        sink.finish()
-        writer.close()
-        finished = True
+                sink.put(job)
+                written += len(frames)
+                if progress:
+                    progress(Stage.WRITE_VIDEO, written, info.frame_count)
+            sink.finish()
+            writer.close()
+            finished = True
+        finally:
+            if not finished:
+                writer.abort()  # first: the writer thread's pending writes then fail at once
+                sink.stop()
         if writer.frames != info.frame_count:
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
-        os.replace(tmp, output)
-    finally:
-        if not finished:
-            writer.abort()  # first: the writer thread's pending writes then fail at once
-            sink.stop()
-        tmp.unlink(missing_ok=True)
+        # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
+        media.verify_output(staged.path, info.frame_count, len(info.audio) if info.has_audio else 0)
     return written, int(present.sum())
 
 
@@ -712,6 +732,7 @@ class Editor:
         started = time.perf_counter()
         check_paths(input, output, self.options.overwrite)
         info = media.probe(input)
+        result.warnings += check_input(info, self.options)
         result.fps = float(info.fps)
         if info.variable_frame_rate:
             result.warnings.append(f"variable frame rate: written at its average rate {float(info.fps):.3f} fps")

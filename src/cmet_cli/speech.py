@@ -390,6 +390,8 @@ def _read_ffmpeg(path: Path, soundfile_reason: str) -> np.ndarray:
     try:
         return decode_audio(path, SAMPLE_RATE)
     except MediaError as exc:
+        if str(exc) == "has no audio stream":
+            raise MediaError(f"speech file {path} has no audio stream") from None
         raise MediaError(f"cannot decode speech file {path}: {exc} ({soundfile_reason})") from None
 
 
@@ -402,8 +404,10 @@ _DECODED_LOCK = threading.Lock()
 def clip_key(path: str | Path) -> ClipKey:
     """What identifies a speech clip's content without reading it: a clip edited in place gets a new key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MediaError(f"speech file not found: {path}")
+    if not path.is_file():
+        raise MediaError(f"speech file {path} is not a regular file")
     stat = path.stat()
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 

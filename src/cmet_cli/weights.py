@@ -111,7 +111,10 @@ def home() -> Path:
     """The weights cache: ``$CMET_HOME`` or the user cache folder."""
     env = os.environ.get("CMET_HOME")
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if path.exists() and not path.is_dir():
+            raise WeightsError(f"CMET_HOME={env} is a file, not a folder: point it at a folder (or unset it)")
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("cmet", appauthor=False))
