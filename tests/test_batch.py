@@ -216,7 +216,7 @@ def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
+@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2), (signal.SIGHUP, 129, 1)])
 def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code, jobs):
     """The signal comes while long clips are mid-write: they leave nothing, the exit status tells the signal.
     With one file at a time, a short clip finished first: it stays, and the report lists it."""
