@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -439,6 +440,14 @@ def check_inputs(jobs: Sequence[Job], options: EditOptions) -> dict[Job, str]:
         except CmetError as exc:
             rejected[job] = _message(exc, job)
     return rejected
+
+
+def clean_up(jobs: Sequence[Job]) -> None:
+    """After an interrupt: end this process's encoders, then remove its temporary files of every output (what
+    an interrupt at an unlucky moment, e.g. while an encoder started, left behind)."""
+    media.stop_writers()
+    for job in jobs:
+        atomic.remove_temp_files(job.output, os.getpid(), socket.gethostname())
 
 
 # ---------------------------------------------------------------- report and summary

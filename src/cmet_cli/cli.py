@@ -347,6 +347,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
         code = exc.code if isinstance(exc, Terminated) else 130
+        batch.clean_up(jobs_list)
         if report:  # what finished before the interrupt, for scripts that resume
             try:
                 batch.write_report(report, finished, interrupted=True, ignored=scanned.ignored)

@@ -320,6 +320,9 @@ class Driver:
     # -- the loop
 
     def run(self) -> list[EditResult]:
+        self.reject_unusable()
+        if not self.state.queue:  # every input failed its checks: no worker is started
+            return [self.state.results[i] for i in range(len(self.jobs))]
         self.start()
         try:
             while len(self.state.results) < len(self.jobs):
@@ -332,6 +335,15 @@ class Driver:
         finally:
             self.shutdown()
         return [self.state.results[i] for i in range(len(self.jobs))]
+
+    def reject_unusable(self) -> None:
+        """Fail the inputs that cannot be edited (``batch.check_inputs``) before any worker loads models."""
+        rejected = batch.check_inputs(self.jobs, self.options)
+        for index, job in enumerate(self.jobs):
+            if job in rejected:
+                self.state.queue.remove(index)
+                self.finish(index, EditResult(str(job.input), str(job.output), status="failed", error=rejected[job]))
+        self.load = any(batch._needs_models(self.jobs[i], self.options.overwrite) for i in self.state.queue)
 
     def dispatch(self) -> None:
         for slot in self.slots:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import threading
 from collections import deque
+from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
@@ -346,6 +348,37 @@ def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
     return {"acodec": "aac", "b:a": "256k"}, f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
 
 
+_WRITERS: set[subprocess.Popen] = set()  # encoders running now (ended by stop_writers on an interrupt)
+_HELD = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Delay SIGINT/SIGTERM/SIGHUP (main thread, POSIX) until the block is done."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    _WRITERS.discard(proc)
+
+
+def stop_writers() -> None:
+    """End every encoder still running (after an interrupt, before temporary files are removed: an orphaned
+    ffmpeg would otherwise create its output file again)."""
+    for proc in list(_WRITERS):
+        _stop(proc)
+
+
 class FrameWriter:
     """Encode RGB frames to H.264 (yuv420p) and mux the input's audio unchanged, in one ffmpeg process.
 
@@ -363,7 +396,10 @@ class FrameWriter:
         self.width = width or info.width
         self.height = info.height
         self.frames = 0
-        self._proc = subprocess.Popen(self._command(info, crf, preset, audio_from, fmt or output_format(self.path)), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = self._command(info, crf, preset, audio_from, fmt or output_format(self.path))
+        with _signals_held():  # an interrupt cannot fall between starting ffmpeg and knowing it
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _WRITERS.add(self._proc)
         self._tail = _StderrTail(self._proc.stderr)
 
     def _command(self, info: VideoInfo, crf: int, preset: str, audio_from: str | Path | None, fmt: str) -> list[str]:
@@ -406,14 +442,14 @@ class FrameWriter:
             self._proc.stdin.close()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             pass
+        code = self._proc.wait()
+        _WRITERS.discard(self._proc)
         # ffmpeg can exit 0 after a failed write ("Error writing trailer of ...: No space left on device")
-        if self._proc.wait() != 0 or any(MUX_FAILED.search(line) for line in self._tail.all()):
+        if code != 0 or any(MUX_FAILED.search(line) for line in self._tail.all()):
             raise self._error()
 
     def abort(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
+        _stop(self._proc)
 
     def __enter__(self) -> "FrameWriter":
         return self
