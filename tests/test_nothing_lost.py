@@ -285,7 +285,7 @@ def test_newline_in_a_file_name_stays_on_one_line(tmp_path, weights, fast_models
     bad.write_text("not a video")
     run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(weights))
     line = one_error(run, "not a readable video")
-    assert line.startswith(f"error: {tmp_path}/two\\nlines.mp4: ")
+    assert line == f"error: {tmp_path}/two\\nlines.mp4: not a readable video (Invalid data found when processing input)"
 
 
 def test_audio_file_with_cover_art(tmp_path, weights, fast_models):

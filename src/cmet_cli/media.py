@@ -148,8 +148,8 @@ def _probe(path: str | Path, **options) -> dict:
     try:
         return ffmpeg.probe(_arg(path), cmd=ffprobe_binary(), v="error", **options)
     except ffmpeg.Error as exc:
-        last = (exc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
-        last = last.replace(f"{_arg(path)}: ", "")  # the path is said once, at the start
+        text = exc.stderr.decode("utf-8", "replace").replace(f"{_arg(path)}: ", "")  # the path is said once, first
+        last = (text.strip().splitlines() or ["unreadable"])[-1]
         raise MediaError(f"{path}: not a readable video ({last})") from None
 
 
