@@ -242,6 +242,23 @@ def test_a_file_that_appears_during_the_edit_is_not_replaced(tmp_path, clip, wei
     assert out.read_bytes() == b"the other run's output" and leftovers(tmp_path) == []
 
 
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, clip, weights, fast_models,
+                                                                     monkeypatch):
+    """The names the edit would use first are symbolic links to a file outside the output folder: the edit takes
+    other names, and the file outside is untouched."""
+    out, outside = tmp_path / "out" / "edit.mp4", tmp_path / "precious.mp4"
+    out.parent.mkdir()
+    outside.write_bytes(b"keep me")
+    tokens = iter(["0" * 16, "1" * 16, "2" * 16, "3" * 16])
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: next(tokens))
+    for token in ("0" * 16, "1" * 16):
+        (out.parent / f"{atomic.temp_prefix(out)}{token}.part").symlink_to(outside)
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    assert run.code == 0, run.stderr
+    assert outside.read_bytes() == b"keep me" and media.probe(out).frame_count == 3
+    assert sorted(p.is_symlink() for p in out.parent.iterdir()) == [False, True, True]
+
+
 def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -3,7 +3,8 @@
 The data goes to a hidden temporary file beside the destination, named
 ``.NAME.cmet-HOST-PID-RANDOM.part``: created exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``: a name that
 already exists, a symbolic link included, is never opened; another random name is tried), in the
-destination folder (so the final rename stays on one filesystem). On success the file is flushed to disk
+destination folder (so the final rename stays on one filesystem). Writers write into that open file
+(``Staged.fd``; ffmpeg through ``/dev/fd/N`` on Linux), not through its name. On success the file is flushed to disk
 and renamed into place without replacing a file that appeared meanwhile (``renameat2(RENAME_NOREPLACE)``,
 else link-then-unlink), unless ``overwrite``; on any failure or interrupt it is removed. ``HOST`` and
 ``PID`` name the process that writes it, so that a later run can remove what a killed process

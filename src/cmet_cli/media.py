@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
+import sys
 import threading
 from collections import deque
-from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass
 from fractions import Fraction
@@ -349,20 +348,6 @@ def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
 
 
 _WRITERS: set[subprocess.Popen] = set()  # encoders running now (ended by stop_writers on an interrupt)
-_HELD = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Delay SIGINT/SIGTERM/SIGHUP (main thread, POSIX) until the block is done."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -390,16 +375,19 @@ class FrameWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
                  audio_from: str | Path | None = None, fmt: str | None = None, width: int | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
+                 metadata: Mapping[str, str] | None = None, fd: int | None = None) -> None:
         self.path = Path(path)
         self.metadata = dict(metadata or {})
         self.width = width or info.width
         self.height = info.height
         self.frames = 0
+        # ``fd``: the open file at ``path``. On Linux ffmpeg writes through /dev/fd/N, into that very file: it never
+        # opens the name (a link swapped in is not followed) and cannot create it again once it was removed.
+        self._target = f"/dev/fd/{fd}" if fd is not None and sys.platform.startswith("linux") else _arg(self.path)
         command = self._command(info, crf, preset, audio_from, fmt or output_format(self.path))
-        with _signals_held():  # an interrupt cannot fall between starting ffmpeg and knowing it
-            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _WRITERS.add(self._proc)
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      pass_fds=(fd,) if self._target.startswith("/dev/fd/") else ())
+        _WRITERS.add(self._proc)
         self._tail = _StderrTail(self._proc.stderr)
 
     def _command(self, info: VideoInfo, crf: int, preset: str, audio_from: str | Path | None, fmt: str) -> list[str]:
@@ -417,7 +405,7 @@ class FrameWriter:
             options.update(audio_options)
         if fmt in ("mp4", "mov"):
             options["movflags"] = "+faststart"
-        command = ffmpeg.output(*streams, _arg(self.path), **options).compile(cmd=_ffmpeg_cmd())
+        command = ffmpeg.output(*streams, self._target, **options).compile(cmd=_ffmpeg_cmd())
         tags = [arg for key, value in self.metadata.items() for arg in ("-metadata", f"{key}={value}")]
         return command[:-1] + tags + command[-1:]  # container tags (e.g. ``fingerprint``'s record) before the output
 
@@ -435,7 +423,7 @@ class FrameWriter:
         last = self._tail.last()
         if any("No space left" in line for line in self._tail.lines):  # ffmpeg's last line may be a follow-up
             return MediaError(f"{self.path}: the disk is full (no space left on device)")
-        return MediaError(f"{self.path}: encoding failed ({last})")
+        return MediaError(f"{self.path}: encoding failed ({last.replace(self._target, str(self.path))})")
 
     def close(self) -> None:
         try:

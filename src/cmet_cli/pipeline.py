@@ -611,7 +611,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     written = 0
     with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
         writer = media.FrameWriter(staged.path, info, crf=options.crf, audio_from=info.path if info.has_audio else None,
-                                   fmt=fmt, width=width, metadata=metadata)
+                                   fmt=fmt, width=width, metadata=metadata, fd=staged.fd)
         sink = _Writer(writer, options.compare)
         finished = False
         try:
