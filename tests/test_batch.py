@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmet_cli import atomic, batch, media
+from cmet_cli import atomic, batch, media, pipeline
 from cmet_cli.errors import UsageError
 
 from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
