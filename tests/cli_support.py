@@ -120,7 +120,7 @@ def cmet(*args: str, env: dict | None = None) -> Run:
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    sigterm = signal.getsignal(signal.SIGTERM)
+    sigterm, sighup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     env = {"CMET_WEIGHTS_DIR": None, "COLUMNS": "200", **(env or {})}
     try:
         result = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
@@ -128,6 +128,7 @@ def cmet(*args: str, env: dict | None = None) -> Run:
         root.handlers[:] = handlers
         root.setLevel(level)
         signal.signal(signal.SIGTERM, sigterm)
+        signal.signal(signal.SIGHUP, sighup)
     return Run(result.exit_code, result.stdout, result.stderr)
 
 

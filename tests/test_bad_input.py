@@ -85,7 +85,7 @@ def test_folder_without_videos_is_a_usage_error(tmp_path, weights):
     empty = tmp_path / "clips"
     empty.mkdir()
     (empty / "notes.txt").write_text("no video here")
-    (empty / "fake.mp4").write_text("nor here")
+    (empty / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     run = cmet("edit", empty, "-o", tmp_path / "out", "--preset", "happy", *model_args(weights))
     assert_one_line_failure(run, str(empty), "no videos found", code=2)
     assert not (tmp_path / "out").exists()
@@ -294,8 +294,8 @@ def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, fa
 
 @pytest.mark.parametrize("args, needle", [
     (("--preset", "elated"), "unknown emotion preset 'elated'; valid names: angry,"),
-    (("--preset", "happy", "--intensity", "2.5"), "--intensity must be between 0 and 2, not 2.5"),
-    (("--preset", "happy", "--intensity", "-0.1"), "--intensity must be between 0 and 2"),
+    (("--preset", "happy", "--intensity", "2.5"), "invalid value for '--intensity': 2.5 is not in the range 0<=x<=2"),
+    (("--preset", "happy", "--intensity", "-0.1"), "invalid value for '--intensity': -0.1 is not in the range 0<=x<=2"),
     (("--at", "0", "elated"), "unknown emotion preset 'elated'"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, clip, weights, fast_models, args, needle):

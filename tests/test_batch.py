@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmet_cli import batch, media, pipeline
+from cmet_cli import atomic, batch, media, pipeline
 from cmet_cli.errors import UsageError
 
 from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
@@ -33,18 +33,21 @@ def test_plan_keeps_layout_and_probes_content(tmp_path, clip):
     (src / "day 1").mkdir(parents=True)
     for rel in ("a.mp4", "day 1/b.mov", "camera.bin"):  # camera.bin: a video under an odd extension, found by probing
         (src / rel).write_bytes(clip.read_bytes())
-    (src / "notes.mp4").write_text("not a video")  # a video extension, not a video: left out
-    (src / ".c.mp4.cmet-1-2.part").write_bytes(b"")  # our own temporary file
+    (src / "notes.mp4").write_text("not a video")  # a video extension, not a video: an input that will fail
+    (src / "notes.txt").write_text("notes")  # not a video: ignored, and said so
+    (src / f"{atomic.temp_prefix(src / 'c.mp4')}0a1b.part").write_bytes(b"")  # our own temporary file: not listed
     out = tmp_path / "edited"
     flat = batch.plan([src], out)
     assert [(j.input.name, j.output.relative_to(out).as_posix()) for j in flat] == [
-        ("a.mp4", "a.mp4"), ("camera.bin", "camera.mp4")]
+        ("a.mp4", "a.mp4"), ("camera.bin", "camera.mp4"), ("notes.mp4", "notes.mp4")]
+    assert [(i.input.name, i.reason) for i in batch.scan([src], out).ignored] == [("notes.txt", "not a video (.txt)")]
     deep = batch.plan([src], out, recursive=True)
-    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mp4"]
+    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mp4", "notes.mp4"]
     # outputs inside the input folder are not picked up as inputs on the next run
     (src / "out").mkdir()
     (src / "out" / "a.mp4").write_bytes(clip.read_bytes())
-    assert [j.input.name for j in batch.plan([src], src / "out", recursive=True)] == ["a.mp4", "camera.bin", "b.mov"]
+    assert [j.input.name for j in batch.plan([src], src / "out", recursive=True)] == [
+        "a.mp4", "camera.bin", "b.mov", "notes.mp4"]
     # a shell glob: several files into a folder
     assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mp4"]
 
@@ -93,7 +96,8 @@ def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
     assert run.code == 0, run.stderr
     assert len(fast_models) == 1  # models load once per run, not once per file
     data = json.loads(report.read_text())
-    assert data["summary"] == {"done": 2, "skipped": 0, "failed": 0} and data["interrupted"] is False
+    assert data["summary"] == {"done": 2, "skipped": 0, "failed": 0, "ignored": 1} and data["interrupted"] is False
+    assert data["ignored"] == [{"input": str(src / "readme.txt"), "reason": "not a video (.txt)"}]
     rows = {Path(r["input"]).name: r for r in data["results"]}
     assert set(rows) == {"a.mp4", "b.mp4"}
     for name, rel in (("a.mp4", "a.mp4"), ("b.mp4", "sub/b.mp4")):
@@ -190,17 +194,6 @@ def test_one_failure_never_stops_the_others(tmp_path, clip, weights, fast_models
 
 # ---------------------------------------------------------------- nothing lost
 
-def test_full_disk_is_one_message_and_leaves_nothing(tmp_path, clip, weights, fast_models):
-    out = tmp_path / "out.mp4"
-    part = pipeline.temp_output(out)  # the name this process's main thread writes to
-    part.symlink_to("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
-    assert run.code == 1
-    assert run.errors() == [f"error: {clip}: {out}: the disk is full (no space left on device)"]
-    assert not out.exists() and not part.is_symlink() and leftovers(tmp_path) == []
-    assert "Traceback" not in run.stderr
-
-
 def test_report_write_error_is_one_line(tmp_path, weights):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the report's folder should be")
@@ -223,7 +216,7 @@ def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
+@pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2), (signal.SIGHUP, 129, 1)])
 def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code, jobs):
     """The signal comes while long clips are mid-write: they leave nothing, the exit status tells the signal.
     With one file at a time, a short clip finished first: it stays, and the report lists it."""
@@ -252,3 +245,28 @@ def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
     assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [(n, "done") for n in finished]
+
+
+def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_path, clip):
+    """The token is passed in (no module-level flag): cancelled from the face editor, as another thread
+    would, the edit stops before its next chunk and removes its temporary file; a later batch run with
+    the same editor gets its own token and finishes."""
+    from cmet_cli.stages import CancelToken
+
+    token = CancelToken()
+
+    class CancelsOnFirstChunk(pipeline.IdentityEditor):
+        def __call__(self, crops, frames):
+            token.cancel()
+            return crops
+
+    options = pipeline.EditOptions(preset="neutral", box=(0, 0, 96, 96), batch_size=1)
+    editor = pipeline.Editor(options, face_editor=CancelsOnFirstChunk(), cancel=token)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        editor.edit(clip, out)
+    assert token.cancelled and not out.exists() and leftovers(tmp_path) == []
+    editor._face_editor = pipeline.IdentityEditor()
+    results = batch.run([batch.Job(clip, out)], options, editor=editor, quiet=True)
+    assert [r.status for r in results] == ["done"] and frame_count(out) == frame_count(clip)
+    assert editor.cancel is not token and not editor.cancel.cancelled

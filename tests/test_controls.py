@@ -17,7 +17,7 @@ from cmet_cli import media, pipeline, presets, timeline
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.pipeline import CmetEditor, EditOptions, Models, emotion_plan
-from cmet_cli.speech import PRESETS, load_bank, preset_vector
+from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
 from clips import composite
 
@@ -206,9 +206,61 @@ def test_options_are_validated_before_any_work(tmp_path: Path) -> None:
             EditOptions(**bad).validate()
     EditOptions(at=(("0", "happy"), ("0:04", "sad")), intensity=2.0).validate()
     result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--preset", "happy", "--intensity", "3")
-    assert result.exit_code == 2 and "--intensity must be between 0 and 2" in result.stderr
+    assert result.exit_code == 2 and "invalid value for '--intensity': 3.0 is not in the range 0<=x<=2" in result.stderr
     result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--at", "1:xx", "happy")
     assert result.exit_code == 2 and "mm:ss" in result.stderr
+
+
+def test_library_errors_name_the_field_and_the_cli_names_the_flag(tmp_path: Path) -> None:
+    from cmet_cli.options import OptionError
+
+    with pytest.raises(OptionError) as info:
+        pipeline.edit_video(tmp_path / "in.mp4", tmp_path / "out.mp4", preset="happy", intensity=3)
+    assert str(info.value) == "intensity must be between 0 and 2, not 3" and "--" not in str(info.value)
+    with pytest.raises(OptionError, match=r"^batch_size must be at least 1$"):
+        EditOptions(preset="happy", batch_size=0).validate()
+    with pytest.raises(OptionError, match=r"^preset and emotion_speech are exclusive"):
+        EditOptions(preset="happy", emotion_speech=(tmp_path / "a.wav",)).validate()
+    # the CLI says the same through its flags (the values reach the library: click's types let them pass)
+    result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--at", "0", tmp_path / "gone.wav")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: --at 0 {tmp_path / 'gone.wav'}: no such speech file (or a preset name: see `cmet emotions`)\n"
+    result = _cli("edit", tmp_path / "in.mp4", "-o", tmp_path / "out.mp4", "--preset", "happy",
+                  "--emotion-speech", tmp_path / "a.wav")
+    assert result.exit_code == 2 and result.stderr == "error: --preset and --emotion-speech are exclusive: choose one\n"
+
+
+def test_preset_name_or_speech_file_is_decided_once(tmp_path: Path) -> None:
+    from cmet_cli.options import Cue, Preset, Speech, parse_emotion
+
+    (tmp_path / "calm").write_bytes(b"")  # an existing file without a suffix is a speech file, not a preset
+    assert parse_emotion("sad") == Preset("sad")
+    assert parse_emotion("clips/sad.wav") == Speech((Path("clips/sad.wav"),))
+    assert parse_emotion(str(tmp_path / "calm")) == Speech((tmp_path / "calm",))
+    options = EditOptions(at=(("0:04", "sad"), ("1", "b.wav")), blend=1.0)
+    assert options.at == (Cue(4.0, Preset("sad"), "sad"), Cue(1.0, Speech((Path("b.wav"),)), "b.wav"))
+    assert EditOptions(at=options.at).at == options.at  # cues pass through as they are
+    assert EditOptions(preset="happy").cues() == (Cue(0.0, Preset("happy"), "happy"),)
+    assert EditOptions(emotion_speech=(Path("x/a.wav"), Path("b.wav"))).cues()[0].label == "a.wav, b.wav"
+    # the CLI's --at type parses into the same cues
+    from cmet_cli.cli import CueType
+
+    assert CueType().convert(("0:04", "sad"), None, None) == options.at[0]
+
+
+def test_edit_and_preview_declare_their_shared_options_once() -> None:
+    from cmet_cli.cli import edit, preview
+
+    def params(command):
+        return {p.name: p for p in command.params}
+
+    shared = ("emotion_speech", "preset", "neutral_speech", "intensity", "bank_dir", "weights_dir", "device",
+              "detector", "box")
+    for name in shared:
+        a, b = params(edit)[name], params(preview)[name]
+        assert (a.opts, a.help, repr(a.type), a.default, a.multiple) == (b.opts, b.help, repr(b.type), b.default, b.multiple)
+    result = _cli("preview", "in.mp4", "-o", "sheet.png", "--preset", "happy", "--intensity", "3")
+    assert result.exit_code == 2 and "invalid value for '--intensity': 3.0 is not in the range 0<=x<=2" in result.stderr
 
 
 class _Speech:
@@ -225,9 +277,30 @@ class _Speech:
         return torch.from_numpy(self.vector)
 
 
+def test_speech_clips_are_decoded_and_embedded_once_per_run(bank, data_dir: Path, monkeypatch) -> None:
+    """``batch.check_speech`` decodes every clip before the models load; the plan reuses that decode, and a
+    clip used twice (emotion and neutral reference, or twice in a timeline) goes through emotion2vec once."""
+    from cmet_cli import batch, speech
+
+    clip = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
+    neutral = sorted((data_dir / "speech" / "neutral").glob("*.wav"))[0]
+    speech._DECODED.clear()
+    decoded: list[Path] = []
+    real = speech._decode_speech
+    monkeypatch.setattr(speech, "_decode_speech", lambda path: decoded.append(path) or real(path))
+    options = EditOptions(at=(("0", str(clip)), ("1", "happy"), ("2", str(clip))), neutral_speech=(neutral,)).validate()
+    batch.check_speech(options)
+    assert sorted(decoded) == sorted([clip, neutral])
+    stub = Models(None, None, None, bank=bank)
+    stub._speech = _Speech(bank["happy"].mean(axis=0))
+    keys = emotion_plan(options, stub)
+    assert len(decoded) == 2 and stub._speech.calls == 2  # the clip once, the neutral reference once
+    np.testing.assert_array_equal(keys[0].vector, keys[2].vector)
+
+
 def test_plan_of_presets_speech_and_intensity(bank, data_dir: Path) -> None:
     speech = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
-    stub = Models(None, None, None, None, bank=bank)
+    stub = Models(None, None, None, bank=bank)
     stub._speech = _Speech(bank["happy"].mean(axis=0))
     options = EditOptions(at=(("0:01", "contempt"), ("0", "happy"), ("1:30", str(speech))), intensity=0.5).validate()
     keys = emotion_plan(options, stub)

@@ -83,7 +83,8 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
     models.generator.render = recording_render
     clip = face_clip(tmp_path / "in.mp4", seconds=0.5)  # 5 frames: one connector window
     out = tmp_path / "out.mp4"
-    result = pipeline.Editor(options, models=replace(models, dtype=torch.bfloat16)).edit(clip, out)
+    bf16 = replace(models, runtime=replace(models.runtime, dtype=torch.bfloat16))  # one typed Runtime per run
+    result = pipeline.Editor(options, models=bf16).edit(clip, out)
 
     assert dtypes and set(dtypes) == {torch.bfloat16}  # the networks really ran under bf16 autocast
     assert (result.status, result.frames, result.face_frames) == ("done", 5, 5)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cmet_cli import batch, distributed, media
+from cmet_cli import atomic, batch, distributed, media
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.pipeline import EditOptions
@@ -102,7 +102,7 @@ def test_ray_matches_local_and_resumes(setup, ray_instance, local_outputs):
     rows, local_rows = _report(report)["results"], _report(setup["root"] / "local.json")["results"]
     assert [r["status"] for r in rows] == ["done"] * 3 + ["failed"]
     assert [(r["input"], r["output"]) for r in rows][:2] == [("in/a.mp4", "ray/a.mp4"), ("in/b.mp4", "ray/b.mp4")]
-    assert rows[3]["error"] == local_rows[3]["error"] == "missing.mp4: no such file"
+    assert rows[3]["error"] == local_rows[3]["error"] == "no such file"
     keys = ("input", "status", "frames", "face_frames", "error", "warnings")
     assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in local_rows]
     for row, local in zip(rows[:3], local_rows):  # float sums: the reduction order may differ with thread counts
@@ -114,7 +114,7 @@ def test_ray_matches_local_and_resumes(setup, ray_instance, local_outputs):
 
     again = _cmet_edit(setup, "ray", "--executor", "ray", "--workers", "2")  # a re-run skips the finished outputs
     assert again.exit_code == 1, again.output
-    assert _report(report)["summary"] == {"done": 0, "skipped": 3, "failed": 1}
+    assert _report(report)["summary"] == {"done": 0, "skipped": 3, "failed": 1, "ignored": 0}
 
 
 def test_worker_killed_mid_file_is_retried(setup, ray_instance, local_outputs):
@@ -193,8 +193,10 @@ def test_ray_options_need_the_ray_executor():
 
 def test_remove_temp_files_of_one_process(tmp_path):
     output = tmp_path / "talk [1].mp4"
-    mine, other = tmp_path / ".talk [1].mp4.cmet-41-7.part", tmp_path / ".talk [1].mp4.cmet-42-7.part"
-    mine.touch()
-    other.touch()
-    assert distributed.remove_temp_files(output, 41) == [mine]
-    assert not mine.exists() and other.exists()
+    mine = tmp_path / f"{atomic.temp_prefix(output, 41, atomic.host_tag('node-a'))}0a1b.part"
+    others = [tmp_path / f"{atomic.temp_prefix(output, 42, atomic.host_tag('node-a'))}0a1b.part",  # another process
+              tmp_path / f"{atomic.temp_prefix(output, 41, atomic.host_tag('node-b'))}0a1b.part"]  # another machine
+    for path in (mine, *others):
+        path.touch()
+    assert distributed.remove_temp_files(output, 41, "node-a") == [mine]
+    assert not mine.exists() and all(p.exists() for p in others)

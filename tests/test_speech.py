@@ -16,15 +16,8 @@ import torch
 
 from cmet_cli import media, speech
 from cmet_cli.errors import CmetError, MediaError, UsageError, WeightsError
-from cmet_cli.speech import (
-    PRESETS,
-    Emotion2Vec,
-    Emotion2VecConfig,
-    emotion_vector,
-    load_bank,
-    load_speech,
-    preset_vector,
-)
+from cmet_cli.presets import PRESETS, emotion_vector, load_bank, preset_vector
+from cmet_cli.speech import Emotion2Vec, Emotion2VecConfig, load_speech
 
 MANIFEST = "emotion2vec_plus_large.json"
 GOLDEN = "emotion2vec_plus_large.npz"
@@ -276,6 +269,22 @@ def test_non_soundfile_format_goes_through_ffmpeg(tmp_path: Path, monkeypatch) -
     assert wave.dtype == np.float32 and abs(len(wave) - 16000) < 1600  # AAC priming varies by version
     spectrum = np.abs(np.fft.rfft(wave))
     assert abs(np.argmax(spectrum) * 16000 / len(wave) - 440) < 5
+
+
+def test_each_clip_is_decoded_once_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    """The check before the models load and the emotion plan share one decode (keyed by path, mtime, size)."""
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, _sine(16000, 1.0), 16000)
+    decoded: list[Path] = []
+    real = speech._read_soundfile
+    monkeypatch.setattr(speech, "_read_soundfile", lambda path: decoded.append(path) or real(path))
+    first = load_speech(clip)
+    again = load_speech(tmp_path / "." / "tone.wav")  # the same file by another spelling
+    assert len(decoded) == 1 and again is first and not first.flags.writeable
+    sf.write(clip, _sine(16000, 1.0, freq=220.0), 16000)  # edited in place: same size, new content
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))
+    changed = load_speech(clip)
+    assert len(decoded) == 2 and not np.array_equal(changed, first)
 
 
 def test_media_errors_name_the_file(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 from cmet_cli import weights
 from cmet_cli.checkpoint import read_checkpoint
 from cmet_cli.errors import WeightsError
+from cmet_cli.stages import Stage
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -111,10 +112,10 @@ def test_download_resumes_partial_file(home, server):
     home.mkdir(parents=True)
     (home / "blob.bin.download.part").write_bytes(PAYLOAD[:100_000])
     seen = []
-    path = weights.download(e, progress=lambda done, total: seen.append((done, total)))
+    path = weights.download(e, progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert path.read_bytes() == PAYLOAD
     assert RangeHandler.sent == len(PAYLOAD) - 100_000  # only the rest was fetched
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert seen[-1] == (Stage.DOWNLOAD, len(PAYLOAD), len(PAYLOAD))  # the one progress type: (stage, done, total)
     assert not list(home.glob("*.part"))
 
 
@@ -325,12 +326,12 @@ def test_hub_entry_downloads_through_hf_hub_download(home, hub, monkeypatch):
     real = huggingface_hub.hf_hub_download
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
     seen = []
-    path = weights.download(hub_entry(), progress=lambda done, total: seen.append((done, total)))
+    path = weights.download(hub_entry(), progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert path == home / "blob.bin" and path.read_bytes() == PAYLOAD
     (args, kwargs), = calls
     assert args == ("org/model", "sub/blob.bin") and kwargs["revision"] == "v1"
     assert Path(kwargs["local_dir"]).parent == home / ".hub"  # the hub client's files live under CMET_HOME
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert seen[-1] == (Stage.DOWNLOAD, len(PAYLOAD), len(PAYLOAD))
     assert weights.check(hub_entry()).state == "verified"
     record = weights.read_records(home)["blob"]
     assert record["via"] == "download" and record["source"] == f"{hub}/org/model/resolve/v1/sub/blob.bin"
@@ -440,7 +441,7 @@ def test_missing_bank_names_the_bank_option(home):
 
 def test_emotions_lists_the_presets_without_a_bank(home):
     from cmet_cli import presets
-    from cmet_cli.speech import PRESETS
+    from cmet_cli.presets import PRESETS
 
     rows = presets.describe()
     assert [r.name for r in rows] == list(PRESETS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -20,10 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import fingerprint, media, pipeline
-from .errors import CmetError, MediaError, UsageError
+from . import atomic, fingerprint, media, pipeline
+from .errors import CmetError, MediaError, UsageError, one_line
+from .options import Preset
 from .pipeline import EditOptions, EditResult, Editor
-from .stages import Stage
+from .stages import CancelToken, Stage
 
 OUTPUT_SUFFIX = ".mp4"
 SKIP_SUFFIXES = {".txt", ".json", ".md", ".csv", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac",
@@ -38,28 +40,57 @@ class Job:
     output: Path
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A file of an input folder that is not a video (listed in the summary and the report)."""
+
+    input: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: list[Job]
+    ignored: list[Ignored]
+
+
 # ---------------------------------------------------------------- planning
 
 def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and folder.resolve() in path.resolve().parents
 
 
-def _videos_in(folder: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
-    """Files in a folder that probe as videos (by content, not by extension alone), sorted.
+def _classify(path: Path) -> str | None:
+    """None: a video to edit, or a file that says it is one (by extension or signature) and must then fail
+    on its own if it does not decode; else why the file is ignored."""
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() in SKIP_SUFFIXES:
+        return f"not a video ({path.suffix.lower()})"
+    if media.is_video(path) or media.looks_like_video(path):
+        return None
+    return "not a video"
 
-    Hidden files (our own temporary ``.NAME.cmet-*.part`` among them) and anything under ``exclude``
-    (the output folder, when it sits inside the input folder) are left out.
+
+def _scan_folder(folder: Path, recursive: bool, exclude: Path | None = None) -> tuple[list[Path], list[Ignored]]:
+    """A folder's videos (found by probing, not by extension alone) and its other files, sorted.
+
+    Hidden folders, our own temporary files and anything under ``exclude`` (the output folder, when it sits
+    inside the input folder) are left out.
     """
     pattern = folder.rglob("*") if recursive else folder.glob("*")
-    found = []
+    found, ignored = [], []
     for path in sorted(pattern):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() in SKIP_SUFFIXES:
+        if path.is_dir() or atomic.is_temp_name(path.name):
             continue
         if _inside(path, exclude) or any(part.startswith(".") for part in path.relative_to(folder).parts[:-1]):
             continue
-        if media.is_video(path):
+        reason = _classify(path)
+        if reason is None:
             found.append(path)
-    return found
+        else:
+            ignored.append(Ignored(path, reason))
+    return found, ignored
 
 
 def _where(path: Path) -> Path:
@@ -84,34 +115,43 @@ def _check_jobs(jobs: Sequence[Job]) -> None:
         seen[target] = job.input
 
 
-def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> list[Job]:
+def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> Plan:
     """Pair every input video with its output path; a folder keeps its relative layout under ``output``.
 
     One input file and an ``output`` with a suffix (not an existing folder): that file. Otherwise
-    ``output`` is a folder; an input that does not exist stays in the plan and fails on its own.
+    ``output`` is a folder; an input that does not exist stays in the plan and fails on its own, as does
+    a folder's file that looks like a video (extension, signature) but does not decode. A folder's other
+    files are ``ignored``.
     """
     inputs = [Path(p) for p in inputs]
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     if single_file and not (output.is_dir() or output.suffix == ""):
         jobs = [Job(inputs[0], output)]
         _check_jobs(jobs)
-        return jobs
+        return Plan(jobs, [])
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output} is a file: with several inputs or a folder, -o must be a folder")
     if output.suffix.lower() in media.FORMAT_BY_SUFFIX and not output.is_dir():
         why = "the input is a folder" if any(p.is_dir() for p in inputs) else "there are several inputs"
         raise UsageError(f"-o must be a folder when {why}, not a video file name ({output})")
     jobs: list[Job] = []
+    ignored: list[Ignored] = []
     for item in inputs:
         if item.is_dir():
-            videos = _videos_in(item, recursive, exclude=output)
+            videos, others = _scan_folder(item, recursive, exclude=output)
             if not videos:
                 raise UsageError(f"{item}: no videos found" + ("" if recursive else " (--recursive looks in sub-folders)"))
             jobs += [Job(v, (output / v.relative_to(item)).with_suffix(OUTPUT_SUFFIX)) for v in videos]
+            ignored += others
         else:
             jobs.append(Job(item, output / (item.stem + OUTPUT_SUFFIX)))
     _check_jobs(jobs)
-    return jobs
+    return Plan(jobs, ignored)
+
+
+def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> list[Job]:
+    """The jobs of ``scan``."""
+    return scan(inputs, output, recursive=recursive).jobs
 
 
 # ---------------------------------------------------------------- checks before loading models
@@ -148,10 +188,9 @@ def _bank_names(options: EditOptions) -> set[str] | None:
 
 def check_presets(options: EditOptions) -> None:
     """An unknown preset name is a usage error, found before any model loads."""
-    from .speech import PRESETS
+    from .presets import PRESETS
 
-    names = [options.preset] if options.preset else []
-    names += [emotion for _, emotion in options.at if not pipeline._is_file(emotion)]
+    names = [cue.emotion.name for cue in options.cues() if isinstance(cue.emotion, Preset)]
     if not names:
         return
     known = _bank_names(options) or set(PRESETS)
@@ -164,25 +203,24 @@ def check_speech(options: EditOptions) -> None:
     """Decode every speech clip of the run (cheap) so that a bad one fails before the models load."""
     from .speech import load_speech
 
-    clips = [*options.emotion_speech, *options.neutral_speech]
-    clips += [Path(emotion) for _, emotion in options.at if pipeline._is_file(emotion)]
-    for clip in clips:
+    for clip in options.speech_clips():
         load_speech(clip)
 
 
 # ---------------------------------------------------------------- messages and progress
 
 def _say(kind: str, text: str, console=None) -> None:
-    """One plain line on stderr (never wrapped: scripts grep their logs).
+    """One plain line on stderr (never wrapped: scripts grep their logs; a newline in a file name is escaped).
 
     ``console``: the console of the live progress bars, which prints the line above them.
     """
+    line = f"{kind}: {one_line(text)}"
     if console is None:
-        print(f"{kind}: {text}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
         return
     from rich.text import Text
 
-    console.print(Text(f"{kind}: {text}"), soft_wrap=True, highlight=False)
+    console.print(Text(line), soft_wrap=True, highlight=False)
 
 
 class StageProgress:
@@ -241,15 +279,27 @@ class StageProgress:
 # ---------------------------------------------------------------- one file
 
 def _message(exc: BaseException, job: Job) -> str:
-    """A one-line message; our hidden temporary file is named by the output it stands for."""
+    """A one-line message about ``job.input`` (which the caller names: the message does not repeat it); our
+    hidden temporary file is named by the output it stands for."""
     if isinstance(exc, CmetError):
         text = str(exc)
     elif isinstance(exc, OSError):
         text = f"{exc.filename or job.output}: {exc.strerror or exc}"
     else:
         text = f"internal error: {type(exc).__name__}: {exc}"
-    text = text.replace(str(pipeline.temp_output(job.output)), str(job.output))
-    return " ".join(text.split())
+    text = atomic.hide_temp_names(text, job.output)
+    for name in (str(job.input), str(job.input.absolute())):
+        if text.startswith(f"{name}: "):
+            text = text[len(name) + 2:]
+    return one_line(text.strip())
+
+
+def preflight(job: Job, options: EditOptions) -> None:
+    """Everything that can be checked about a job before models load: the input probes as a complete
+    video (``pipeline.check_input``), and a file can be created in the output folder."""
+    info = media.probe(job.input)
+    pipeline.check_input(info, options)
+    atomic.check_writable(job.output.parent)
 
 
 def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet: bool = False,
@@ -258,6 +308,7 @@ def edit_one(editor: Editor, job: Job, overwrite: bool, verbose: int = 0, quiet:
     result = EditResult(str(job.input), str(job.output))
     started = time.perf_counter()
     try:
+        atomic.remove_stale(job.output)  # what a killed run (SIGKILL, power loss) left
         if job.output.exists() and not overwrite:
             frames = complete_frames(job)
             if frames is None:
@@ -306,7 +357,7 @@ class _PerThread:
 
 
 def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], editors: _PerThread,
-                 workers: int) -> list[EditResult]:
+                 workers: int, cancel: CancelToken) -> list[EditResult]:
     """``workers`` files at once on the CPU; on an interrupt every unfinished file is abandoned and cleaned up."""
     import torch
 
@@ -317,44 +368,49 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
         futures = [pool.submit(lambda j=job: one(j, editors.get())) for job in jobs]
         return [f.result() for f in futures]
     except BaseException:
-        pipeline.CANCEL.set()  # running edits stop at their next chunk and remove their temporary files
+        cancel.cancel()  # running edits stop at their next chunk and remove their temporary files
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         pool.shutdown(wait=True)
-        pipeline.CANCEL.clear()  # a later edit in this process must not see the old interrupt
         torch.set_num_threads(threads)
 
 
 def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, quiet: bool = False, verbose: int = 0,
         on_result: Callable[[EditResult], None] | None = None, editor: Editor | None = None,
-        show_progress: bool | None = None, console=None) -> list[EditResult]:
+        show_progress: bool | None = None, console=None, cancel: CancelToken | None = None) -> list[EditResult]:
     """Edit every job (models loaded once, only when some input needs them); results in job order.
 
     ``jobs_at_once`` files in parallel on the CPU; on a GPU files run one after another. A model or
     speech clip that cannot be loaded fails every input that needed it, with the same message;
     a ``UsageError`` (e.g. an unavailable ``--device``) is raised. ``console``: the rich console of the
-    bars; give the one the log handler writes to, so that log lines print above the bars.
+    bars; give the one the log handler writes to, so that log lines print above the bars. ``cancel``: the
+    run's token (a fresh one by default; a given ``editor`` is handed it), cancelled on an interrupt.
     """
     from rich.console import Console
 
-    pipeline.CANCEL.clear()
+    cancel = cancel or CancelToken()
     show = (not quiet) if show_progress is None else show_progress
     console = console or Console(stderr=True)
+    rejected = check_inputs(jobs, options)  # before any model loads: a batch of bad files fails in a second
     with StageProgress(console, len(jobs), disable=not show) as progress:
-        editor = editor or Editor(options, progress=progress if show else None)
+        editor = editor or Editor(options, progress=progress if show else None, cancel=cancel)
+        editor.cancel = cancel  # an interrupt of an earlier run with this editor must not stop this one
         load_error: str | None = None
-        if any(_needs_models(j, options.overwrite) for j in jobs):
+        if any(_needs_models(j, options.overwrite) and j not in rejected for j in jobs):
             try:
                 check_speech(options)
                 editor.load()
             except UsageError:
                 raise
             except CmetError as exc:  # models missing, a bad speech clip: every input that needs them fails
-                load_error = " ".join(str(exc).split())
+                load_error = one_line(str(exc))
 
         def one(job: Job, worker: Editor) -> EditResult:
-            if load_error and _needs_models(job, options.overwrite):
+            if job in rejected:
+                result = EditResult(str(job.input), str(job.output), status="failed", error=rejected[job])
+                _say("error", f"{job.input}: {rejected[job]}", console)
+            elif load_error and _needs_models(job, options.overwrite):
                 result = EditResult(str(job.input), str(job.output), status="failed", error=load_error)
                 _say("error", f"{job.input}: {load_error}", console)
             else:
@@ -367,45 +423,72 @@ def run(jobs: Sequence[Job], options: EditOptions, *, jobs_at_once: int = 1, qui
         on_gpu = editor.models is not None and getattr(editor.models.device, "type", "cpu") != "cpu"
         if jobs_at_once <= 1 or len(jobs) <= 1 or on_gpu or load_error:
             return [one(j, editor) for j in jobs]
-        return _in_parallel(one, jobs, _PerThread(editor), min(jobs_at_once, len(jobs)))
+        return _in_parallel(one, jobs, _PerThread(editor), min(jobs_at_once, len(jobs)), cancel)
+
+
+def check_inputs(jobs: Sequence[Job], options: EditOptions) -> dict[Job, str]:
+    """``preflight`` for every job that will be edited: the one-line message of each that cannot be.
+    A ``UsageError`` (``--box`` outside a frame) is raised: the option, not the file, is wrong."""
+    rejected: dict[Job, str] = {}
+    for job in jobs:
+        if not (options.overwrite or not job.output.exists()):
+            continue  # skipped or refused on its own, without models
+        try:
+            preflight(job, options)
+        except UsageError:
+            raise
+        except CmetError as exc:
+            rejected[job] = _message(exc, job)
+    return rejected
+
+
+def clean_up(jobs: Sequence[Job]) -> None:
+    """After an interrupt: end this process's encoders, then remove its temporary files of every output (what
+    an interrupt at an unlucky moment, e.g. while an encoder started, left behind)."""
+    media.stop_writers()
+    for job in jobs:
+        atomic.remove_temp_files(job.output, os.getpid(), socket.gethostname())
 
 
 # ---------------------------------------------------------------- report and summary
 
-def report_data(results: Iterable[EditResult], interrupted: bool = False) -> dict:
+def report_data(results: Iterable[EditResult], interrupted: bool = False, ignored: Sequence[Ignored] = ()) -> dict:
     rows = [r.as_dict() for r in results]
-    return {"version": REPORT_VERSION, "interrupted": interrupted, "results": rows,
-            "summary": {s: sum(r["status"] == s for r in rows) for s in STATUSES}}
+    summary = {s: sum(r["status"] == s for r in rows) for s in STATUSES} | {"ignored": len(ignored)}
+    return {"version": REPORT_VERSION, "interrupted": interrupted, "results": rows, "summary": summary,
+            "ignored": [{"input": str(i.input), "reason": i.reason} for i in ignored]}
 
 
-def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = False) -> None:
-    """The machine-readable report, written atomically (a temporary file renamed into place)."""
+def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = False,
+                 ignored: Sequence[Ignored] = ()) -> None:
+    """The machine-readable report, written atomically (``atomic.write_file``; a previous report is replaced)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     if path.parent.exists() and not path.parent.is_dir():
         raise MediaError(f"cannot write the report {path}: {path.parent} is not a folder")
+    data = (json.dumps(report_data(results, interrupted, ignored), indent=2) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(report_data(results, interrupted), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic.write_file(path, data, overwrite=True)
     except OSError as exc:
-        if tmp.is_file():
-            tmp.unlink()
         raise MediaError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+    except MediaError as exc:
+        raise MediaError(f"cannot write the report {path}: {str(exc).removeprefix(f'{path}: ')}") from None
 
 
-def summary(results: Sequence[EditResult], console) -> None:
+def summary(results: Sequence[EditResult], console, ignored: Sequence[Ignored] = ()) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
-    table = Table(title="cmet edit", caption=", ".join(f"{n} {s}" for s, n in counts.items()))
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES} | {"ignored": len(ignored)}
+    table = Table(title="cmet edit", caption=", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "ignored"))
     for col in ("input", "status", "frames", "seconds", "output / error"):
         table.add_column(col)
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in results:  # Text, not markup: file names may hold brackets
-        table.add_row(Text(r.input), Text(r.status, style=style[r.status]), str(r.frames or "-"), f"{r.seconds:.1f}",
-                      Text(r.error or "" if r.status == "failed" else r.output))
+        table.add_row(Text(one_line(r.input)), Text(r.status, style=style[r.status]), str(r.frames or "-"),
+                      f"{r.seconds:.1f}", Text(one_line(r.error or "" if r.status == "failed" else r.output)))
+    for i in ignored:
+        table.add_row(Text(one_line(str(i.input))), Text("ignored", style="dim"), "-", "-", Text(i.reason))
     from .terminal import table_console
 
     table_console(console).print(table)  # in a pipe or a log: never wrapped at 80 columns

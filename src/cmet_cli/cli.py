@@ -20,16 +20,28 @@ from .terminal import StyledErrors, table_console
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EPILOG = """\b
 Exit codes: 0 all inputs done or skipped, 1 some input failed, 2 usage error,
-130/143 interrupted (Ctrl-C / SIGTERM; no partial output is left).
+130/143/129 interrupted (Ctrl-C / SIGTERM / SIGHUP; no partial output is left).
 """
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that every temporary file is cleaned up."""
+    """SIGTERM or SIGHUP (terminal closed), raised in the main thread so that every temporary file is
+    cleaned up and every ffmpeg child ended; ``code``: the exit status (128 + the signal)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.code = 128 + int(signum)
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    raise Terminated()
+    raise Terminated(signum)
+
+
+def _handle_termination() -> None:
+    """SIGTERM and SIGHUP end a command the way Ctrl-C does (SIGHUP: where the platform has it)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _on_sigterm)
 
 
 def _console(quiet: bool = False):
@@ -50,7 +62,9 @@ def _setup_logging(verbose: int, quiet: bool, console=None) -> "logging.Handler"
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
-    click.echo(f"error: {message}", err=True)
+    from .errors import one_line
+
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -116,48 +130,145 @@ def main() -> None:
     """
 
 
+# ---------------------------------------------------------------- option types and shared declarations
+
+FLAGS = {"bank_dir": "--bank", "n_frames": "--frames"}  # the library's field -> the CLI's flag, where not --field-name
+
+
+def flag(field: str) -> str:
+    """The CLI flag of a library option field (``batch_size`` -> ``--batch-size``)."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _message(exc: Exception) -> str:
+    """A library error as the CLI says it: option fields named by their flags."""
+    from .options import OptionError
+
+    return exc.render(flag) if isinstance(exc, OptionError) else str(exc)
+
+
+class BoxType(click.ParamType):
+    """``--box X,Y,W,H`` in pixels."""
+
+    name = "X,Y,W,H"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            box = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+            self.fail("expected X,Y,W,H in pixels, e.g. 600,200,256,256", param, ctx)
+        return box
+
+
+class DurationType(click.ParamType):
+    """``--blend``: seconds, ``0.5s`` or ``250ms``."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from .errors import UsageError
+        from .timeline import parse_duration
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class DeviceType(click.ParamType):
+    """``--device``: auto, cpu, cuda, cuda:N or mps."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        from .runtime import is_device_name
+
+        if not is_device_name(value):
+            self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps", param, ctx)
+        return value
+
+
+class CueType(click.ParamType):
+    """``--at TIME EMOTION``: parsed once into a ``Cue`` (the emotion a preset or a speech file)."""
+
+    name = "TIME EMOTION"
+    is_composite = True
+    arity = 2
+
+    def convert(self, value, param, ctx):
+        from .errors import UsageError
+        from .options import Cue, parse_cue
+
+        if isinstance(value, Cue):
+            return value
+        try:
+            return parse_cue(*value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _options(*decorators):
+    """Several click options as one decorator, listed in the order given."""
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+    return apply
+
+
+# the options `edit` and `preview` share: declared once
+EMOTION_OPTIONS = _options(
+    click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
+                 help="Clip of emotional speech (WAV, FLAC, MP3, ...); repeat to average several."),
+    click.option("--preset", help="Preset emotion, one of the 14 of the bank (see `cmet emotions`), e.g. happy, sarcastic."),
+    click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
+                 help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank."),
+)
+INTENSITY_OPTION = click.option(
+    "--intensity", type=click.FloatRange(0, 2), default=1.0, show_default=True,
+    help="Scale of the emotion's semantic vector, 0 to 2 (0 = expression unchanged, exactly).")
+BANK_OPTION = click.option("--bank", "bank_dir", type=click.Path(path_type=Path),
+                           help="Preset bank folder (DIR/<emotion>/*.npy).")
+WEIGHTS_DIR_OPTION = click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
+                                  help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
+DEVICE_OPTION = click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+FACE_OPTIONS = _options(
+    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
+                 help="Face detector: face-alignment (fan) or OpenCV's cascade (no download)."),
+    click.option("--box", type=BoxType(), help="Face box X,Y,W,H: skip detection."),
+)
+
+
 # ---------------------------------------------------------------- edit
-
-def _parse_box(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        box = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise click.BadParameter("expected X,Y,W,H in pixels, e.g. 600,200,256,256")
-    return box
-
 
 @main.command(epilog=EPILOG, sections=EDIT_SECTIONS, short_help="Change the facial emotion of videos or folders of videos.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file (one input) or folder (several inputs or a folder).")
-@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
-              help="Clip of emotional speech (WAV, FLAC, MP3, ...); repeat to average several.")
-@click.option("--preset", help="Preset emotion, one of the 14 of the bank (see `cmet emotions`), e.g. happy, sarcastic.")
-@click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
-              help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank.")
-@click.option("--at", "at", nargs=2, multiple=True, metavar="TIME EMOTION",
+@EMOTION_OPTIONS
+@click.option("--at", "at", type=CueType(), multiple=True, metavar="TIME EMOTION",
               help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). "
                    "Repeatable; before the first TIME the face is unchanged.")
-@click.option("--blend", default="0.5s", show_default=True,
+@click.option("--blend", type=DurationType(), default="0.5s", show_default=True,
               help="Cross-fade between timeline emotions, starting at each TIME (e.g. 1s, 250ms).")
-@click.option("--intensity", type=float, default=1.0, show_default=True,
-              help="Scale of the emotion's semantic vector, 0 to 2 (0 = expression unchanged, exactly).")
-@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--precision", default="auto", show_default=True, help="auto (bf16 on CUDA), fp32, bf16 or fp16.")
-@click.option("--batch-size", type=int, help="Frames per network batch (default: from free device memory).")
+@INTENSITY_OPTION
+@BANK_OPTION
+@DEVICE_OPTION
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto (bf16 on CUDA), fp32, bf16 or fp16.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Frames per network batch (default: from free device memory).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (CUDA; slow first batch).")
-@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
-              help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
-              help="Face detector: face-alignment (fan) or OpenCV's cascade (no download).")
-@click.option("--box", callback=_parse_box, help="Face box X,Y,W,H: skip detection.")
-@click.option("--face", type=int, help="Which face to edit when several are found (1 = largest).")
-@click.option("--crf", type=int, default=18, show_default=True, help="Encoder quality (lower = better, bigger; 0 = lossless).")
+@WEIGHTS_DIR_OPTION
+@FACE_OPTIONS
+@click.option("--face", type=click.IntRange(min=1), help="Which face to edit when several are found (1 = largest).")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+              help="Encoder quality (lower = better, bigger; 0 = lossless).")
 @click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
               help="Output video codec; auto: H.264, or HEVC Main10 for 10-bit HEVC input (bit depth is always kept).")
 @click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original.")
@@ -165,7 +276,9 @@ def _parse_box(ctx, param, value):
 @click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip those made from the same input with the same settings; "
                    "fail on others).")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Files edited at once (CPU).")
+@click.option("--allow-damaged", is_flag=True,
+              help="Edit the frames that decode of a file whose data ends early (default: such a file fails).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Files edited at once (CPU).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Edit on this machine, or on a Ray cluster (pip install 'cmet-cli[ray]'; paths shared by all nodes).")
 @click.option("--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS, else a local instance).")
@@ -180,7 +293,7 @@ def _parse_box(ctx, param, value):
               help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug).")
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
          batch_size, compile_, weights_dir, detector, box, face, crf, codec, colour_match, compare, recursive, overwrite,
-         jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
+         allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet, verbose):
     """Edit the facial emotion of INPUTS (videos or folders of videos).
 
     \b
@@ -193,25 +306,24 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     from . import batch, distributed
     from .errors import CmetError, UsageError
     from .pipeline import EditOptions
-    from .timeline import parse_duration
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _handle_termination()
     try:
         options = EditOptions(
             preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
-            blend=parse_duration(blend), intensity=intensity, device=device, precision=precision,
+            blend=blend, intensity=intensity, device=device, precision=precision,
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
             crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            allow_damaged=allow_damaged,
         ).validate()
-        if jobs < 1:
-            raise UsageError("--jobs must be at least 1")
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         batch.check_presets(options)
-        jobs_list = batch.plan(inputs, output, recursive=recursive)
+        scanned = batch.scan(inputs, output, recursive=recursive)
+        jobs_list = scanned.jobs
     except CmetError as exc:
-        _fail(str(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
+        _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
         _fail(f"{exc.filename or output}: {exc.strerror or exc}")
     finished = []
@@ -235,23 +347,24 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet, verbose=verbose,
                                 show_progress=not (quiet or as_json), on_result=on_result, console=console)
     except UsageError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = exc.code if isinstance(exc, Terminated) else 130
+        batch.clean_up(jobs_list)
         if report:  # what finished before the interrupt, for scripts that resume
             try:
-                batch.write_report(report, finished, interrupted=True)
+                batch.write_report(report, finished, interrupted=True, ignored=scanned.ignored)
             except CmetError:
                 pass
         click.echo("interrupted: unfinished outputs were removed", err=True)
         sys.exit(code)
     if report:
         try:
-            batch.write_report(report, results)
+            batch.write_report(report, results, ignored=scanned.ignored)
         except CmetError as exc:
             _fail(str(exc))
     if not as_json and not quiet:
-        batch.summary(results, console)
+        batch.summary(results, console, scanned.ignored)
     sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
 
 
@@ -287,6 +400,10 @@ def download_weights(only, from_dir, check, include_sample, quiet):
     from .errors import CmetError
 
     console = _console(quiet)
+    try:
+        weights.home()
+    except CmetError as exc:
+        _fail(str(exc))
     lock = weights.load_lock()
 
     def say(line: str) -> None:  # plain text, never wrapped: paths and commands stay whole in a pipe or a log
@@ -316,7 +433,7 @@ def download_weights(only, from_dir, check, include_sample, quiet):
                 say(f"{name}: already installed ({status.path})")
                 continue
             task = progress.add_task(name, total=entry.size or None)
-            update = lambda done, total, task=task: progress.update(task, completed=done, total=total or None)  # noqa: E731
+            update = lambda stage, done, total, task=task: progress.update(task, completed=done, total=total or None)  # noqa: E731
             try:
                 if from_dir:
                     path = weights.install_from(entry, from_dir, progress=update)
@@ -355,6 +472,10 @@ def _doctor() -> None:
     from .errors import CmetError
 
     console = _console()
+    try:
+        weights.home()
+    except CmetError as exc:
+        _fail(str(exc))
     table = Table(title=f"weights in {weights.home()}")
     for col in ("name", "state", "path", "needed by"):
         table.add_column(col)
@@ -419,22 +540,14 @@ def emotions(bank_dir, weights_dir, as_json):
               short_help="Contact sheet of a few frames, original above edited: choose before a long edit.")
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet image (.png or .jpg).")
-@click.option("--preset", help="Preset emotion (see `cmet emotions`), e.g. happy.")
-@click.option("--emotion-speech", multiple=True, type=click.Path(path_type=Path),
-              help="Clip of emotional speech; repeat to average several.")
-@click.option("--neutral-speech", multiple=True, type=click.Path(path_type=Path),
-              help="Neutral speech of the same speaker (repeatable); default: the built-in neutral bank.")
-@click.option("--intensity", type=float, default=1.0, show_default=True,
-              help="Scale of the emotion's semantic vector, 0 to 2 (0 = unchanged).")
+@EMOTION_OPTIONS
+@INTENSITY_OPTION
 @click.option("--frames", "n_frames", type=click.IntRange(1, 64), default=6, show_default=True,
               help="Evenly spaced frames to show (only these are processed).")
-@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Preset bank folder (DIR/<emotion>/*.npy).")
-@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
-              help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
-              help="Face detector: face-alignment (fan) or OpenCV's cascade (no download).")
-@click.option("--box", callback=_parse_box, help="Face box X,Y,W,H: skip detection.")
+@BANK_OPTION
+@WEIGHTS_DIR_OPTION
+@DEVICE_OPTION
+@FACE_OPTIONS
 @click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings.")
 def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_frames, bank_dir, weights_dir, device,
@@ -453,6 +566,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     from .preview import contact_sheet
 
     _setup_logging(0, quiet)
+    _handle_termination()
     try:
         if not preset and not emotion_speech:
             raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")
@@ -461,9 +575,9 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
                               detector=detector, box=box, overwrite=overwrite).validate()
         path = contact_sheet(input, output, options, n_frames)
     except UsageError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        _fail(_message(exc), EXIT_USAGE)
     except CmetError as exc:
-        _fail(str(exc))
+        _fail(_message(exc))
     click.echo(str(path))
 
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 from . import batch
 from .batch import Job
 from .errors import CmetError, UsageError
-from .pipeline import EditOptions, EditResult, Editor, _is_file
+from .pipeline import EditOptions, EditResult, Editor
 from .stages import Stage
 
 log = logging.getLogger("cmet")
@@ -121,6 +121,7 @@ class WorkerInfo:
     host: str
     error: str | None = None  # the models (or a speech clip) could not be loaded here
     usage: bool = False  # ... because of a usage error (e.g. --device cuda without a GPU)
+    usage_error: UsageError | None = None  # that error itself: an OptionError names its field, the CLI its flag
 
 
 class Worker:
@@ -148,7 +149,7 @@ class Worker:
                 batch.check_speech(self.options)
                 self.editor.load()
         except UsageError as exc:
-            return replace(info, error=str(exc), usage=True)
+            return replace(info, error=str(exc), usage=True, usage_error=exc)
         except CmetError as exc:
             self.load_error = " ".join(str(exc).split())
             return replace(info, error=self.load_error)
@@ -187,26 +188,17 @@ def absolute_options(options: EditOptions) -> EditOptions:
     def path(p: Path | None) -> Path | None:
         return None if p is None else Path(p).absolute()
 
-    at = tuple((t, str(Path(e).absolute()) if _is_file(e) else e) for t, e in options.at)
+    at = tuple(replace(cue, emotion=cue.emotion.absolute()) for cue in options.at)
     return replace(options, emotion_speech=tuple(Path(p).absolute() for p in options.emotion_speech),
                    neutral_speech=tuple(Path(p).absolute() for p in options.neutral_speech), at=at,
                    weights_dir=path(options.weights_dir), bank_dir=path(options.bank_dir))
 
 
-def remove_temp_files(output: Path, pid: int) -> list[Path]:
-    """Delete the temporary files a (dead) worker process left beside ``output``."""
-    from .pipeline import temp_prefix
+def remove_temp_files(output: Path, pid: int, host: str | None = None) -> list[Path]:
+    """Delete the temporary files a (dead) worker process ``pid`` on ``host`` left beside ``output``."""
+    from . import atomic
 
-    prefix, removed = temp_prefix(output, pid), []
-    try:
-        names = os.listdir(output.parent)
-    except OSError:
-        return removed
-    for name in names:
-        if name.startswith(prefix) and name.endswith(".part"):
-            (output.parent / name).unlink(missing_ok=True)
-            removed.append(output.parent / name)
-    return removed
+    return atomic.remove_temp_files(output, pid, host)
 
 
 # ---------------------------------------------------------------- progress
@@ -268,7 +260,7 @@ class _State:
     queue: deque[int]
     attempts: dict[int, int] = field(default_factory=dict)
     results: dict[int, EditResult] = field(default_factory=dict)
-    dead: list[tuple[int, int]] = field(default_factory=list)  # (pid, job index) of workers that died mid-file
+    dead: list[tuple[int, str, int]] = field(default_factory=list)  # (pid, host, job index) of workers that died mid-file
     load_error: str | None = None
     replacements: int = 0
 
@@ -316,18 +308,21 @@ class Driver:
         for slot in list(self.slots):
             self.retire(slot)
             if slot.info is not None and slot.job is not None:
-                self.state.dead.append((slot.info.pid, slot.job))
+                self.state.dead.append((slot.info.pid, slot.info.host, slot.job))
         if in_flight:  # ray.kill is asynchronous: wait until the killed edits are seen to end
             self.ray.wait(in_flight, num_returns=len(in_flight), timeout=10)
         self.sweep()
 
     def sweep(self) -> None:
-        for pid, index in self.state.dead:
-            remove_temp_files(self.remote_jobs[index].output, pid)
+        for pid, host, index in self.state.dead:
+            remove_temp_files(self.remote_jobs[index].output, pid, host)
 
     # -- the loop
 
     def run(self) -> list[EditResult]:
+        self.reject_unusable()
+        if not self.state.queue:  # every input failed its checks: no worker is started
+            return [self.state.results[i] for i in range(len(self.jobs))]
         self.start()
         try:
             while len(self.state.results) < len(self.jobs):
@@ -340,6 +335,15 @@ class Driver:
         finally:
             self.shutdown()
         return [self.state.results[i] for i in range(len(self.jobs))]
+
+    def reject_unusable(self) -> None:
+        """Fail the inputs that cannot be edited (``batch.check_inputs``) before any worker loads models."""
+        rejected = batch.check_inputs(self.jobs, self.options)
+        for index, job in enumerate(self.jobs):
+            if job in rejected:
+                self.state.queue.remove(index)
+                self.finish(index, EditResult(str(job.input), str(job.output), status="failed", error=rejected[job]))
+        self.load = any(batch._needs_models(self.jobs[i], self.options.overwrite) for i in self.state.queue)
 
     def dispatch(self) -> None:
         for slot in self.slots:
@@ -374,7 +378,7 @@ class Driver:
             self.replace_worker()
             return
         if info.usage:
-            raise UsageError(info.error)
+            raise info.usage_error or UsageError(info.error)
         slot.info = info
         if info.error:  # keep it only if no other worker can do better: it fails the files that need models
             self.state.load_error = self.state.load_error or info.error
@@ -400,8 +404,8 @@ class Driver:
         """Retire the dead worker, remove its temporary file and retry (or fail) its file."""
         self.retire(slot)
         if slot.info is not None:
-            self.state.dead.append((slot.info.pid, index))
-            for path in remove_temp_files(self.remote_jobs[index].output, slot.info.pid):
+            self.state.dead.append((slot.info.pid, slot.info.host, index))
+            for path in remove_temp_files(self.remote_jobs[index].output, slot.info.pid, slot.info.host):
                 log.info("removed %s, left by a dead worker", path)
         tries = self.state.attempts[index] = self.state.attempts.get(index, 0) + 1
         job = self.jobs[index]

@@ -20,3 +20,8 @@ class MediaError(CmetError):
 
 class NoFaceError(CmetError):
     """No face found in a video."""
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) written as escapes (``\\n``)."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)

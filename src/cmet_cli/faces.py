@@ -184,10 +184,15 @@ CASCADE_FALLBACK = ("face-alignment weights not installed: faces found with Open
                     "(lower quality); `cmet download-weights` installs them")
 
 
+DETECTORS = ("auto", "fan", "cascade")
+
+
 def detector_kind(kind: str, fan_paths: dict | None = None) -> str:
     """The detector ``--detector KIND`` resolves to: ``fan`` or ``cascade`` (``auto``: fan when its weights are there)."""
-    if kind not in ("auto", "fan", "cascade"):
-        raise UsageError(f"--detector must be auto, fan or cascade, not {kind!r}")
+    if kind not in DETECTORS:
+        from .options import OptionError
+
+        raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(kind))
     if kind == "auto":
         return "fan" if (fan_paths or {}).get("fan-detector") else "cascade"
     return kind

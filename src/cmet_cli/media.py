@@ -7,9 +7,13 @@ with ``-`` can never be read as an option.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import subprocess
+import sys
 import threading
+import weakref
 from collections import deque
 from functools import lru_cache
 from dataclasses import dataclass, replace
@@ -85,10 +89,23 @@ class VideoInfo:
     codec: str
     audio: tuple[AudioStream, ...]
     variable_frame_rate: bool = False
+    declared_frames: int = 0  # the frame count the container's index declares (0: it declares none)
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the file's data ends before the frames its index declares (a cut-off download or copy).
+
+        A stream-copied cut is not damaged: all its packets are there, some just do not show."""
+        return self.declared_frames > self.frame_count
 
     @property
     def has_audio(self) -> bool:
         return bool(self.audio)
+
+
+# ffmpeg lines that mean the output file is broken, whatever its exit status says
+MUX_FAILED = re.compile(r"Error writing trailer|Error closing file|No space left|av_interleaved_write_frame|"
+                        r"Error muxing|I/O error|Input/output error")
 
 
 class _StderrTail:
@@ -104,6 +121,10 @@ class _StderrTail:
             line = raw.decode("utf-8", "replace").strip()
             if line:
                 self.lines.append(line)
+
+    def all(self) -> list[str]:
+        self._thread.join(timeout=5)
+        return list(self.lines)
 
     def last(self) -> str:
         self._thread.join(timeout=5)
@@ -127,7 +148,8 @@ def _probe(path: str | Path, **options) -> dict:
     try:
         return ffmpeg.probe(_arg(path), cmd=ffprobe_binary(), v="error", **options)
     except ffmpeg.Error as exc:
-        last = (exc.stderr.decode("utf-8", "replace").strip().splitlines() or ["unreadable"])[-1]
+        text = exc.stderr.decode("utf-8", "replace").replace(f"{_arg(path)}: ", "")  # the path is said once, first
+        last = (text.strip().splitlines() or ["unreadable"])[-1]
         raise MediaError(f"{path}: not a readable video ({last})") from None
 
 
@@ -146,17 +168,35 @@ def _fraction(text: str | None) -> Fraction:
     return value
 
 
+FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular_file(path: Path) -> None:
+    """A readable regular file, or MediaError at once: a FIFO or device would block a reader forever."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise MediaError(f"{path}: is a folder, not a video")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in FILE_KINDS if test(mode)), "not a regular file")
+        raise MediaError(f"{path}: is {kind}, not a regular file")
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Probe a video: exact frame rate (29.97 stays 30000/1001), frame count, displayed size, rotation, audio."""
     path = Path(path)
-    if not path.exists():
-        raise MediaError(f"{path}: no such file")
-    if path.is_dir():
-        raise MediaError(f"{path}: is a folder, not a video")
+    check_regular_file(path)
     meta = _probe(path, count_packets=None)
     streams = meta.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")), None)
     if video is None:
+        if any(s.get("disposition", {}).get("attached_pic") for s in streams):
+            raise MediaError(f"{path}: holds no video, only a still cover image")
         kinds = sorted({s.get("codec_type", "?") for s in streams}) or ["nothing"]
         raise MediaError(f"{path}: holds no video stream (found {', '.join(kinds)})")
     avg, real = _fraction(video.get("avg_frame_rate")), _fraction(video.get("r_frame_rate"))
@@ -188,6 +228,7 @@ def probe(path: str | Path) -> VideoInfo:
         codec=video.get("codec_name", "?"),
         audio=audio,
         variable_frame_rate=bool(avg and real and avg != real),
+        declared_frames=int(video.get("nb_frames") or 0),
     )
 
 
@@ -256,6 +297,24 @@ def read_frames_at(info: VideoInfo, indices: Sequence[int]) -> dict[int, np.ndar
     return {i: f.copy() for i, f in enumerate(read_frames(info, 0, wanted[-1] + 1)) if i in set(wanted)}
 
 
+def verify_output(path: str | Path, frames: int, audio_streams: int) -> None:
+    """That a written file opens and holds ``frames`` video frames (decoded, not read from its index) and
+    ``audio_streams`` audio streams: the encoder and muxer can report success and leave a broken file
+    (ffmpeg 5.1 exits 0 after "Error writing trailer: No space left on device")."""
+    try:
+        meta = _probe(path, count_frames=None)
+    except MediaError as exc:
+        raise MediaError(f"{path}: the written file does not open ({str(exc).split('(', 1)[-1].rstrip(')')})") from None
+    streams = meta.get("streams", [])
+    video = [s for s in streams if s.get("codec_type") == "video"]
+    got = int(video[0].get("nb_read_frames") or 0) if video else 0
+    if got != frames:
+        raise MediaError(f"{path}: the written file holds {got} of {frames} frames")
+    audio = sum(s.get("codec_type") == "audio" for s in streams)
+    if audio != audio_streams:
+        raise MediaError(f"{path}: the written file holds {audio} of {audio_streams} audio streams")
+
+
 def decode_audio(path: str | Path, rate: int) -> np.ndarray:
     """Any audio ffmpeg reads, as float32 mono at ``rate`` Hz (ffmpeg down-mixes and resamples)."""
     import ffmpeg
@@ -267,7 +326,9 @@ def decode_audio(path: str | Path, rate: int) -> np.ndarray:
         raise MediaError(f"{path}: running ffmpeg failed ({exc})") from None
     if proc.returncode != 0 or not proc.stdout:
         lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise MediaError(lines[-1] if lines else "no audio stream")
+        if not lines or any("does not contain any stream" in line or "matches no streams" in line for line in lines):
+            raise MediaError("has no audio stream")
+        raise MediaError(lines[-1].replace(f"{_arg(path)}: ", ""))
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
@@ -313,6 +374,38 @@ def is_video(path: str | Path) -> bool:
     if "image2" in format_name or "_pipe" in format_name:
         return False
     return any(s.get("codec_type") == "video" for s in meta.get("streams", []))
+
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".asf", ".flv", ".mpg", ".mpeg",
+                  ".m2ts", ".mts", ".ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".dv", ".y4m"}
+_NOT_VIDEO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def looks_like_video(path: str | Path) -> bool:
+    """Whether a file says it is a video, by its extension or its first bytes (MP4/MOV, Matroska/WebM, AVI,
+    MPEG-TS/PS, FLV, ASF), whether or not it decodes."""
+    path = Path(path)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in _NOT_VIDEO_BRANDS
+    return (head[4:8] in (b"moov", b"mdat", b"wide", b"free")
+            or head.startswith((b"\x1a\x45\xdf\xa3", b"FLV\x01", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3",
+                                b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"))
+            or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+            or (head[:1] == b"\x47" and _ts_sync(path)))
+
+
+def _ts_sync(path: Path) -> bool:
+    """MPEG-TS: a sync byte every 188 bytes."""
+    with open(path, "rb") as fh:
+        data = fh.read(188 * 3 + 1)
+    return len(data) > 188 * 2 and all(data[i] == 0x47 for i in range(0, len(data), 188))
 
 
 # ---------------------------------------------------------------- the edit pass: planes in, planes out (PyAV)
@@ -643,6 +736,15 @@ class _SideStreams:
         self.input.close()
 
 
+_WRITERS: "weakref.WeakSet[FrameWriter]" = weakref.WeakSet()  # writers open now (see stop_writers)
+
+
+def stop_writers() -> None:
+    """Abort every writer still open (after an interrupt, before temporary files are removed)."""
+    for writer in list(_WRITERS):
+        writer.abort()
+
+
 class FrameWriter:
     """Encode ``Frame`` planes in-process (PyAV) and mux the input's audio and subtitles unchanged.
 
@@ -655,7 +757,7 @@ class FrameWriter:
 
     def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
                  audio_from: str | Path | None = None, fmt: str | None = None, width: int | None = None,
-                 codec: str = "auto", metadata: Mapping[str, str] | None = None) -> None:
+                 codec: str = "auto", metadata: Mapping[str, str] | None = None, fd: int | None = None) -> None:
         import av
 
         if codec not in CODECS:
@@ -677,11 +779,15 @@ class FrameWriter:
         self._lock = threading.Lock()
         try:
             options = {"movflags": "+faststart"} if self.fmt in ("mp4", "mov") else {}
-            self.container = av.open(str(self.path), "w", format=self.fmt, options=options)
+            # ``fd``: the open file at ``path``. On Linux FFmpeg writes through /dev/fd/N, into that very file: it
+            # never opens the name (a link swapped in is not followed) and cannot create it again once removed.
+            self._target = f"/dev/fd/{fd}" if fd is not None and sys.platform.startswith("linux") else str(self.path)
+            self.container = av.open(self._target, "w", format=self.fmt, options=options)
         except (av.FFmpegError, OSError) as exc:
             raise self._error(exc) from None
         for key, value in (metadata or {}).items():
             self.container.metadata[key] = value
+        _WRITERS.add(self)
         self.side = _SideStreams(Path(audio_from), self.container, self.fmt) if audio_from else None
         self.notes = list(self.side.notes) if self.side else []
 
@@ -768,7 +874,7 @@ class FrameWriter:
     def _error(self, exc: BaseException) -> MediaError:
         if _is_disk_full(exc):
             return MediaError(f"{self.path}: the disk is full (no space left on device)")
-        return MediaError(f"{self.path}: encoding failed ({exc})")
+        return MediaError(f"{self.path}: encoding failed ({str(exc).replace(getattr(self, '_target', ''), str(self.path))})")
 
     def close(self) -> None:
         with self._lock:

@@ -17,25 +17,25 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from . import colour, faces, media, presets, timeline
+from . import atomic, colour, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
-from .stages import Stage
+from .options import Cue, Emotion, OptionError, Preset, Speech, as_cue
+from .runtime import (PRECISIONS, WINDOW, Runtime, default_batch_size, is_device_name, pick_device,  # noqa: F401
+                      pick_dtype)  # pick_*/default_batch_size: re-exported for callers of pipeline
+from .stages import CancelToken, ProgressFn, Stage
+
+if TYPE_CHECKING:
+    import torch
+
+    from .render import EDTalkGenerator
+    from .transfer import Connector
 
 log = logging.getLogger("cmet")
-
-ProgressFn = Callable[[Stage, int, int], None]  # (stage, done, total)
-WINDOW = 5
-CANCEL = threading.Event()  # set by a batch run on Ctrl-C/SIGTERM: edits in worker threads stop and clean up
-
-
-def _check_cancel() -> None:
-    if CANCEL.is_set():
-        raise KeyboardInterrupt("cancelled")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class EditOptions:
     preset: str | None = None  # a preset emotion of the bank
     emotion_speech: tuple[Path, ...] = ()  # reference clips of emotional speech (embeddings averaged)
     neutral_speech: tuple[Path, ...] = ()  # neutral reference clips; default: the bank's neutral clips
-    at: tuple[tuple[str, str], ...] = ()  # emotion timeline: (time, preset name or speech file)
+    at: tuple[Cue, ...] = ()  # emotion timeline; (time, preset name or speech file) pairs are parsed into cues
     blend: float = 0.5  # seconds of cross-fade at each timeline keyframe
     intensity: float = 1.0  # scales the semantic vector; 0 leaves the expression untouched
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -62,38 +62,63 @@ class EditOptions:
     colour_match: bool = False  # match the rendered face's colour statistics to the original crop
     overwrite: bool = False
     compile: bool = False  # torch.compile the networks (CUDA)
+    allow_damaged: bool = False  # edit the frames that decode of a file whose data ends early (else it fails)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", tuple(as_cue(cue) for cue in self.at))
+
+    def cues(self) -> tuple[Cue, ...]:
+        """The emotion over time: the ``at`` cues, else the one emotion (preset or speech clips) from 0 s."""
+        if self.at:
+            return self.at
+        if self.preset:
+            return (Cue(0.0, Preset(self.preset), self.preset),)
+        if self.emotion_speech:
+            speech = Speech(tuple(Path(p) for p in self.emotion_speech))
+            return (Cue(0.0, speech, speech.label),)
+        return ()
+
+    def speech_clips(self) -> list[Path]:
+        """Every speech clip of the run: emotional, neutral and those of the timeline."""
+        timeline_clips = [clip for cue in self.at if isinstance(cue.emotion, Speech) for clip in cue.emotion.clips]
+        return [*map(Path, self.emotion_speech), *map(Path, self.neutral_speech), *timeline_clips]
 
     def validate(self) -> "EditOptions":
+        """Check the combination and ranges; an ``OptionError`` names the field (the CLI shows its flag)."""
         sources = sum(bool(x) for x in (self.preset, self.emotion_speech, self.at))
         if sources == 0:
-            raise UsageError("give the target emotion: --emotion-speech FILE, --preset NAME or --at TIME EMOTION")
+            raise OptionError("give the target emotion: {emotion_speech} FILE, {preset} NAME or {at} TIME EMOTION")
         if self.preset and self.emotion_speech:
-            raise UsageError("--preset and --emotion-speech are exclusive: choose one")
+            raise OptionError("{preset} and {emotion_speech} are exclusive: choose one")
         if self.at and (self.preset or self.emotion_speech):
-            raise UsageError("--at sets the emotion over time: start with `--at 0 EMOTION` instead of --preset/--emotion-speech")
-        for when, what in self.at:
-            timeline.parse_time(when)
-            if _is_file(what) and not Path(what).is_file():
-                raise UsageError(f"--at {when} {what}: no such speech file (or a preset name: see `cmet emotions`)")
+            raise OptionError("{at} sets the emotion over time: start with `{at} 0 EMOTION` instead of {preset}/{emotion_speech}")
+        for cue in self.at:
+            if isinstance(cue.emotion, Speech) and not all(Path(c).is_file() for c in cue.emotion.clips):
+                raise OptionError("{at} {time} {what}: no such speech file (or a preset name: see `cmet emotions`)",
+                                  time=f"{cue.time:g}", what=cue.label)
         if not 0.0 <= self.intensity <= 2.0:
-            raise UsageError(f"--intensity must be between 0 and 2, not {self.intensity:g}")
+            raise OptionError("{intensity} must be between 0 and 2, not {value}", value=f"{self.intensity:g}")
         if self.blend < 0:
-            raise UsageError("--blend must not be negative")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise UsageError(f"--precision must be fp32, bf16 or fp16, not {self.precision!r}")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise UsageError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}")
+            raise OptionError("{blend} must not be negative")
+        if self.precision not in PRECISIONS:
+            raise OptionError("{precision} must be fp32, bf16 or fp16, not {value}", value=repr(self.precision))
+        if not is_device_name(self.device):
+            raise OptionError("{device} must be auto, cpu, cuda or mps, not {value}", value=repr(self.device))
+        if self.detector not in faces.DETECTORS:
+            raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(self.detector))
         if self.face is not None and self.face < 1:
-            raise UsageError("--face counts from 1 (the largest face)")
+            raise OptionError("{face} counts from 1 (the largest face)")
         if not 0 <= self.crf <= 51:
-            raise UsageError(f"--crf must be between 0 and 51, not {self.crf}")
+            raise OptionError("{crf} must be between 0 and 51, not {value}", value=str(self.crf))
         if self.codec not in media.CODECS:
-            raise UsageError(f"--codec must be {', '.join(media.CODECS)}, not {self.codec!r}")
+            raise OptionError("{codec} must be auto, h264 or hevc, not {value}", value=repr(self.codec))
         if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
+            raise OptionError("{batch_size} must be at least 1")
         for clip in (*self.emotion_speech, *self.neutral_speech):
-            if not Path(clip).is_file():
+            if not Path(clip).exists():
                 raise UsageError(f"speech clip not found: {clip}")
+            if not Path(clip).is_file():
+                raise UsageError(f"speech clip {clip} is not a regular file")
         return self
 
 
@@ -115,47 +140,6 @@ class EditResult:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
-
-
-# ---------------------------------------------------------------- device helpers
-
-def pick_device(name: str) -> "torch.device":  # noqa: F821
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available (see `cmet doctor`)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: Apple's Metal backend is not available")
-    return torch.device(name)
-
-
-def pick_dtype(precision: str, device) -> "torch.dtype | None":  # noqa: F821
-    """The autocast dtype, or None for plain fp32."""
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision != "fp32" and device.type == "cpu":
-        log.info("%s on the CPU is slower than fp32; using fp32", precision)
-        return None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def default_batch_size(device) -> int:
-    """Frames per batch: 5 on the CPU; on a GPU from free memory (~90 MB per frame in bf16 at 256²)."""
-    import torch
-
-    if device.type != "cuda":
-        return WINDOW
-    free, _ = torch.cuda.mem_get_info(device)
-    frames = int(0.5 * free / (90 * 2**20))
-    return max(WINDOW, min(80, frames // WINDOW * WINDOW))
 
 
 # ---------------------------------------------------------------- models
@@ -182,17 +166,31 @@ def generator_config(state: dict) -> "GeneratorConfig":  # noqa: F821
 class Models:
     """The networks of one run, loaded once."""
 
-    generator: object
-    connector: object
-    device: object
-    dtype: object
+    generator: EDTalkGenerator
+    connector: Connector
+    runtime: Runtime
     bank: dict[str, np.ndarray] | None = None
     speech_path: Path | None = None
     _speech: object = None
+    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype; None: plain fp32."""
+        return self.runtime.dtype
 
     @property
     def crop_size(self) -> int:
-        return self.generator.config.size  # type: ignore[attr-defined]
+        return self.generator.config.size
+
+    def preset_bank(self) -> dict[str, np.ndarray]:
+        if self.bank is None:
+            raise CmetError("the preset bank is not installed: run `cmet download-weights` or pass --bank")
+        return self.bank
 
     def speech(self):
         """emotion2vec+large, loaded on first use (only runs with --emotion-speech need it)."""
@@ -204,6 +202,15 @@ class Models:
             self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
         return self._speech
 
+    def embed(self, clip: Path) -> np.ndarray:
+        """The emotion2vec embedding of a speech clip: decoded and embedded once (keyed by path, mtime, size)."""
+        from .speech import clip_key, load_speech
+
+        key = clip_key(clip)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
+        return self._embeddings[key]
+
 
 def load_models(options: EditOptions) -> Models:
     import torch
@@ -211,7 +218,7 @@ def load_models(options: EditOptions) -> Models:
     from . import weights
     from .checkpoint import read_checkpoint
     from .render import EDTalkGenerator
-    from .speech import load_bank
+    from .presets import load_bank
     from .transfer import Connector
 
     paths = weight_paths(options)
@@ -228,14 +235,16 @@ def load_models(options: EditOptions) -> Models:
         generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
         generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
     bank = load_bank(paths.bank) if paths.bank else None
-    return Models(generator, connector, device, pick_dtype(options.precision, device), bank, paths.emotion2vec)
+    runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
+    return Models(generator, connector, runtime, bank, paths.emotion2vec)
 
 
 def weight_paths(options: EditOptions) -> "weights.WeightPaths":  # noqa: F821
     """The checkpoint files (and bank) the run's options need; a WeightsError says how to get missing ones."""
     from . import weights
 
-    need_speech = bool(options.emotion_speech or options.neutral_speech or any(_is_file(e) for _, e in options.at))
+    need_speech = bool(options.emotion_speech or options.neutral_speech
+                       or any(isinstance(cue.emotion, Speech) for cue in options.at))
     need_bank = bool(options.preset or not options.neutral_speech or options.at)
     return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
 
@@ -243,17 +252,17 @@ def weight_paths(options: EditOptions) -> "weights.WeightPaths":  # noqa: F821
 def settings_record(options: EditOptions, files: dict[str, Path | None], detector: str) -> dict:
     """Everything that shapes an edit's pixels, as plain data: files by content hash, not by name."""
     from .fingerprint import digest
-    from .timeline import parse_time
 
-    def emotion(text: str) -> str:
-        return f"file:{digest(Path(text))}" if _is_file(text) else f"preset:{text}"
+    def emotion(cue: Cue) -> str:
+        source = cue.emotion
+        return f"preset:{source.name}" if isinstance(source, Preset) else f"file:{digest(source.clips[0])}"
 
     return {
         "version": 1,
         "preset": options.preset,
         "emotion_speech": [digest(Path(p)) for p in options.emotion_speech],
         "neutral_speech": [digest(Path(p)) for p in options.neutral_speech],
-        "at": [[parse_time(t), emotion(e)] for t, e in options.at],
+        "at": [[cue.time, emotion(cue)] for cue in options.at],
         "blend": options.blend if options.at else None,
         "intensity": options.intensity,
         "precision": options.precision,
@@ -277,42 +286,29 @@ def _strict_load(module, state: dict, path: Path) -> None:
         raise WeightsError(f"{path} does not match the network ({' '.join(first)[:300]})") from None
 
 
-def _is_file(text: str) -> bool:
-    return os.sep in text or Path(text).suffix != "" or Path(text).is_file()
-
-
 # ---------------------------------------------------------------- emotion vectors
 
 def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe]:
     """The keyframes of the edit, each with its semantic vector (intensity applied)."""
-    from .speech import emotion_vector, load_speech, preset_vector
+    from .presets import emotion_vector, preset_vector
 
     cache: dict[str, np.ndarray] = {}
 
     def neutral() -> np.ndarray:
         if "neutral" not in cache:
             if options.neutral_speech:
-                cache["neutral"] = np.stack([_embed(models, load_speech(p)) for p in options.neutral_speech])
+                cache["neutral"] = np.stack([models.embed(Path(p)) for p in options.neutral_speech])
             else:
-                cache["neutral"] = models.bank["neutral"]  # type: ignore[index]
+                cache["neutral"] = models.preset_bank()["neutral"]
         return cache["neutral"]
 
-    def vector(source: str | Sequence[Path]) -> np.ndarray:
-        if isinstance(source, str) and not _is_file(source):
-            return preset_vector(models.bank, source, neutral() if options.neutral_speech else None)  # type: ignore[arg-type]
-        clips = [source] if isinstance(source, str) else list(source)
-        return emotion_vector([_embed(models, load_speech(c)) for c in clips], neutral())
+    def vector(source: Emotion) -> np.ndarray:
+        if isinstance(source, Preset):
+            return preset_vector(models.preset_bank(), source.name, neutral() if options.neutral_speech else None)
+        return emotion_vector([models.embed(clip) for clip in source.clips], neutral())
 
-    if options.at:
-        keys = [(timeline.parse_time(t), e, vector(e)) for t, e in options.at]
-    else:
-        source = options.preset if options.preset else options.emotion_speech
-        keys = [(0.0, options.preset or ", ".join(Path(p).name for p in options.emotion_speech), vector(source))]
+    keys = [(cue.time, cue.label, vector(cue.emotion)) for cue in options.cues()]
     return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
-
-
-def _embed(models: Models, wave: np.ndarray) -> np.ndarray:
-    return models.speech().embed(wave).cpu().numpy()
 
 
 # ---------------------------------------------------------------- face editors
@@ -389,7 +385,7 @@ class CmetEditor:
         self.strength = timeline.frame_vectors(self.keyframes, self.weights)[1] if n_frames else np.zeros(0, np.float32)
         self.prev = None
         with torch.inference_mode(), self._autocast():
-            self.source = self.models.generator.encode_source(self._to_tensor(reference[None]))  # type: ignore[attr-defined]
+            self.source = self.models.generator.encode_source(self._to_tensor(reference[None]))
 
     def frame_strength(self, frames: np.ndarray) -> np.ndarray:
         """The applied emotion strength of each frame (0 before the first keyframe, ramps across ``blend``)."""
@@ -412,14 +408,14 @@ class CmetEditor:
         with torch.inference_mode():
             x = self._to_tensor(crops)
             with self._autocast():
-                codes = gen.encode(x)  # type: ignore[attr-defined]
+                codes = gen.encode(x)
             self._tick(Stage.READ_CODES, len(frames))
             exp = codes.exp.float()
             strength = torch.from_numpy(self.strength[frames]).to(dev)[:, None]
             if bool((strength > 0).any()):
                 e2v = torch.from_numpy(self.window_vectors(frames)).to(dev)
                 with self._autocast():
-                    directions, self.prev = self.models.connector.directions(  # type: ignore[attr-defined]
+                    directions, self.prev = self.models.connector.directions(
                         exp, e2v, prev_direction=self.prev, return_last=True)
                 edited = exp + strength * directions.float()
             else:
@@ -429,7 +425,7 @@ class CmetEditor:
             self.change_n += len(frames)
             self._tick(Stage.TRANSFER, len(frames))
             with self._autocast():
-                image = gen.render(self.source, codes.lip, codes.pose, edited.to(codes.exp.dtype))  # type: ignore[attr-defined]
+                image = gen.render(self.source, codes.lip, codes.pose, edited.to(codes.exp.dtype))
             out = image.float().clamp_(-1, 1).add_(1).mul_(127.5).round_().to(torch.uint8)
             out = out.permute(0, 2, 3, 1).cpu().numpy()
             self._tick(Stage.RENDER, len(frames))
@@ -591,7 +587,7 @@ class _Writer:
 # ---------------------------------------------------------------- the two passes
 
 def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
-          config: faces.TrackConfig = faces.TrackConfig()) -> faces.FaceTrack:
+          config: faces.TrackConfig = faces.TrackConfig(), cancel: CancelToken | None = None) -> faces.FaceTrack:
     """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes.
 
     The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames).
@@ -602,8 +598,9 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     every = max(1, config.keyframe_every)
     keys: list[tuple[int, list[faces.Detection]]] = []
     count, last = 0, None
+    cancel = cancel or CancelToken()
     for i, frame in enumerate(media.read_frames(info)):
-        _check_cancel()
+        cancel.check()
         count, last = i + 1, frame
         if i % every == 0:
             keys.append((i, detector(frame)))
@@ -618,28 +615,48 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
 
 
-def temp_prefix(output: Path, pid: int) -> str:
-    """The start of the temporary file names process ``pid`` writes for ``output`` (one per thread)."""
-    return f".{output.name}.cmet-{pid}-"
+def check_input(info: media.VideoInfo, options: EditOptions) -> list[str]:
+    """What can be told about an input from its probe, before any frame is edited: raises for a damaged
+    file (unless ``allow_damaged``) and a ``--box`` outside the frame; returns warnings."""
+    warnings: list[str] = []
+    if info.damaged:
+        decoded = media.count_frames(info)
+        text = f"damaged: {decoded} of {info.declared_frames} frames decode"
+        if not options.allow_damaged:
+            raise MediaError(f"{info.path}: {text} (--allow-damaged edits the frames that do)")
+        warnings.append(f"{text}: writing those {decoded}")
+    if options.box and box_outside(options.box, info.width, info.height):
+        raise UsageError(f"--box {','.join(map(str, options.box))} lies outside the {info.width}x{info.height} "
+                         f"frame of {info.path}")
+    last = (info.frame_count - 1) / float(info.fps)
+    for cue in options.at:
+        if cue.time > last + timeline.TIME_TOLERANCE:
+            warnings.append(f"--at {cue.time:g} {cue.label} is past the end of the clip (last frame at {last:.2f} s): "
+                            "never applies")
+    return warnings
 
 
-def temp_output(output: Path) -> Path:
-    """A hidden temporary file beside the output: renamed into place only when complete."""
-    return output.with_name(f"{temp_prefix(output, os.getpid())}{threading.get_ident()}.part")
+def box_outside(box: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether a face box X,Y,W,H misses the frame entirely (one that overlaps it is clipped at the edges)."""
+    x, y, w, h = box
+    return x >= width or y >= height or x + w <= 0 or y + h <= 0
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
              options: EditOptions, batch: int, progress: ProgressFn | None = None,
-             metadata: dict[str, str] | None = None, warnings: list[str] | None = None) -> tuple[int, int]:
+             metadata: dict[str, str] | None = None, cancel: CancelToken | None = None,
+             warnings: list[str] | None = None) -> tuple[int, int]:
     """Pass 2: stream every frame through the face editor and write the output atomically.
 
     Frames travel as the video's own planes with their timestamps. Only the face crop of a frame with
     a face and a non-zero emotion strength is converted to RGB, rendered and blended back (cross-faded
     by the strength); every other pixel and frame goes to the encoder as decoded. ``metadata``: container
-    tags of the output (the settings record, see ``fingerprint``). Returns (frames written, frames with
+    tags of the output (the settings record, see ``fingerprint``). ``cancel``: checked before each chunk;
+    once cancelled the edit stops and removes its temporary file. Returns (frames written, frames with
     a face); what of the input the output cannot keep is added to ``warnings``.
     """
     size = getattr(editor, "crop_size", faces.CROP)
+    cancel = cancel or CancelToken()
     present = face_track.present
     mask = faces.face_mask(size)
     frames = media.read_planes(info)
@@ -658,54 +675,54 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
     editor.begin(colour.to_uint8(faces.crop_planes(ref_frame.planes, ref_box, size, ref_conv, ref_frame.layout.sub)),
                  info.frame_count, float(info.fps), times if times is not None and len(times) == info.frame_count else None)
     del ref_frame
-    tmp = temp_output(output)
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     written = 0
-    writer = media.FrameWriter(tmp, info, crf=options.crf, audio_from=info.path,  # audio, subtitles, ...
-                               fmt=fmt, width=width, codec=options.codec, metadata=metadata)
-    if warnings is not None:
-        warnings.extend(writer.notes)
-    sink = _Writer(writer, options.compare)
-    finished = False
-    try:
-        # decoding and cropping run in a background thread, one batch ahead (bounded memory)
-        cropped = crop_batches(chunks(media.read_planes(info), batch), face_track, size,
-                               lambda frames: frame_weights(editor, frames))
-        for part in prefetch(cropped, depth=1):
-            _check_cancel()
-            rendered: dict[int, np.ndarray] = {}
-            if len(part.have):
-                seen = colour.to_uint8(part.crops)
-                edited = editor(seen, part.have)
-                for k, i in enumerate(part.have):
-                    face = edited[k]
-                    if options.colour_match:
-                        face = faces.match_colour(face, seen[k], mask)
-                    # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
-                    rendered[int(i)] = face.astype(np.float32) + (part.crops[k] - seen[k])
+    with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
+        writer = media.FrameWriter(staged.path, info, crf=options.crf, audio_from=info.path,  # audio, subtitles, ...
+                                   fmt=fmt, width=width, codec=options.codec, metadata=metadata, fd=staged.fd)
+        if warnings is not None:
+            warnings.extend(writer.notes)
+        sink = _Writer(writer, options.compare)
+        finished = False
+        try:
+            # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+            cropped = crop_batches(chunks(media.read_planes(info), batch), face_track, size,
+                                   lambda frames: frame_weights(editor, frames))
+            for part in prefetch(cropped, depth=1):
+                cancel.check()
+                rendered: dict[int, np.ndarray] = {}
+                if len(part.have):
+                    seen = colour.to_uint8(part.crops)
+                    edited = editor(seen, part.have)
+                    for k, i in enumerate(part.have):
+                        face = edited[k]
+                        if options.colour_match:
+                            face = faces.match_colour(face, seen[k], mask)
+                        # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
+                        rendered[int(i)] = face.astype(np.float32) + (part.crops[k] - seen[k])
 
-            def job(part=part, rendered=rendered):
-                for j, frame in enumerate(part.frames):
-                    i = part.start + j
-                    out = composite(frame, rendered[i], part.boxes[i], mask * part.weights[i]) if i in rendered else frame
-                    yield frame, out
+                def job(part=part, rendered=rendered):
+                    for j, frame in enumerate(part.frames):
+                        i = part.start + j
+                        out = composite(frame, rendered[i], part.boxes[i], mask * part.weights[i]) if i in rendered else frame
+                        yield frame, out
 
-            sink.put(job)
-            written += len(part.frames)
-            if progress:
-                progress(Stage.WRITE_VIDEO, written, info.frame_count)
-        sink.finish()
-        writer.close()
-        finished = True
+                sink.put(job)
+                written += len(part.frames)
+                if progress:
+                    progress(Stage.WRITE_VIDEO, written, info.frame_count)
+            sink.finish()
+            writer.close()
+            finished = True
+        finally:
+            if not finished:
+                writer.abort()  # first: the writer thread's pending writes then fail at once
+                sink.stop()
         if writer.frames != info.frame_count:
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
-        os.replace(tmp, output)
-    finally:
-        if not finished:
-            writer.abort()  # first: the writer thread's pending writes then fail at once
-            sink.stop()
-        tmp.unlink(missing_ok=True)
+        # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
+        media.verify_output(staged.path, info.frame_count, len(info.audio) if info.has_audio else 0)
     return written, int(present.sum())
 
 
@@ -713,9 +730,10 @@ class Editor:
     """Loads the models once, then edits files one after another."""
 
     def __init__(self, options: EditOptions, *, models: Models | None = None, face_editor: FaceEditor | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
         self.options = options.validate()
         self.progress = progress
+        self.cancel = cancel or CancelToken()  # shared by the per-thread copies of a batch run
         self._face_editor = face_editor
         self.models = models
         self.keyframes: list[timeline.Keyframe] | None = None  # the emotion plan, made once models are loaded
@@ -788,12 +806,13 @@ class Editor:
         started = time.perf_counter()
         check_paths(input, output, self.options.overwrite)
         info = media.probe(input)
+        result.warnings += check_input(info, self.options)
         result.fps = float(info.fps)
         self.load()
         stamp = self.stamp(input)
         result.warnings += presets.weak_warnings(self.keyframes or ())
         result.warnings += self.detector_warnings()
-        face_track = track(info, self.options, self.detector(), self.progress)
+        face_track = track(info, self.options, self.detector(), self.progress, cancel=self.cancel)
         if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
             result.warnings.append(f"{info.frame_count} video packets but {len(face_track.boxes)} frames decode: "
                                    f"writing {len(face_track.boxes)} frames")
@@ -808,9 +827,10 @@ class Editor:
         if lost:
             result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
         editor = self._face_editor or CmetEditor(self.models, self.keyframes, self.options.blend, self.progress)
-        batch = self.options.batch_size or (default_batch_size(self.models.device) if self.models else 8)
+        batch = self.options.batch_size or (self.models.runtime.batch_size if self.models else 8)
         result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
-                                                     metadata=stamp.metadata(), warnings=result.warnings)
+                                                     metadata=stamp.metadata(), cancel=self.cancel,
+                                                     warnings=result.warnings)
         if isinstance(editor, CmetEditor):
             editor.report(result)
         result.seconds = time.perf_counter() - started
@@ -850,7 +870,9 @@ def edit_video(input: str | Path, output: str | Path, *, progress: ProgressFn | 
     for key in ("emotion_speech", "neutral_speech"):
         if key in options and isinstance(options[key], (str, Path)):
             options[key] = (options[key],)
-    for key in ("emotion_speech", "neutral_speech", "at"):
+    for key in ("emotion_speech", "neutral_speech"):
         if key in options:
-            options[key] = tuple(Path(p) if key != "at" else tuple(p) for p in options[key])
+            options[key] = tuple(Path(p) for p in options[key])
+    if "at" in options:
+        options["at"] = tuple(options["at"])
     return Editor(EditOptions(**options), progress=progress).edit(input, output)

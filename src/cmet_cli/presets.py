@@ -1,7 +1,7 @@
 """The preset emotions: what the bank holds, which presets are too weak to show much, and strength reports.
 
 A preset's direction is the mean of all its clips' emotion2vec embeddings minus the mean of the
-neutral bank (``speech.preset_vector``). Its norm says how far the connector is pushed: about 6–13
+neutral bank (``preset_vector``). Its norm says how far the connector is pushed: about 6–13
 for the published presets, but contempt's mean sits almost on top of neutral's (cosine 0.997,
 norm ~0.9), so it barely changes a face. ``WEAK_NORM`` is the line below which we say so.
 """
@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
+
+from .errors import CmetError, UsageError
 
 # A preset whose direction (mean emotion − mean neutral) is this short barely moves the expression:
 # contempt's is ~0.9 against 5–13 for the others (its mean sits on top of neutral's, cosine 0.997).
 WEAK_NORM = 2.0
 NOT_INSTALLED = "not installed"
+
+PRESETS: tuple[str, ...] = (
+    "angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised",
+    "charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,62 @@ def weak_note(norm: float, cosine: float | None = None, others: tuple[float, flo
     return f"weak: {close}norm {norm:.1f}{against}: barely changes the face"
 
 
+# ---------------------------------------------------------------- the bank and its vectors
+
+def _mean_embedding(arrays: Sequence[np.ndarray], what: str) -> np.ndarray:
+    if len(arrays) == 0:
+        raise CmetError(f"no {what} embeddings given: at least one is needed")
+    shapes = {np.shape(a) for a in arrays}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise CmetError(f"{what} embeddings must all be 1-d vectors of one length, got shapes {sorted(shapes)}")
+    return np.stack([np.asarray(a, dtype=np.float64) for a in arrays]).mean(axis=0)
+
+
+def emotion_vector(emotional: Sequence[np.ndarray], neutral: Sequence[np.ndarray]) -> np.ndarray:
+    """Emotion direction: mean(emotional) - mean(neutral), float32, no normalisation."""
+    emo, neu = _mean_embedding(emotional, "emotional"), _mean_embedding(neutral, "neutral")
+    if emo.shape != neu.shape:
+        raise CmetError(f"emotional embeddings have shape {emo.shape} but neutral ones {neu.shape}")
+    return (emo - neu).astype(np.float32)
+
+
+def _load_embedding(path: Path) -> np.ndarray:
+    try:
+        value = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CmetError(f"cannot read embedding {path}: {exc}") from exc
+    value = np.squeeze(value)
+    if value.ndim != 1:
+        raise CmetError(f"embedding {path} has shape {value.shape}, expected a vector")
+    return value.astype(np.float32)
+
+
+def load_bank(directory: str | Path) -> dict[str, np.ndarray]:
+    """Read ``DIR/<emotion>/*.npy`` (sorted by name) into {emotion: (clips, D) float32}."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise CmetError(f"embedding bank not found: {root} (run `cmet download-weights`)")
+    bank: dict[str, np.ndarray] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.npy"))
+        if not files:
+            continue
+        vectors = [_load_embedding(f) for f in files]
+        if len({v.shape for v in vectors}) != 1:
+            raise CmetError(f"embeddings in {folder} have different lengths")
+        bank[folder.name] = np.stack(vectors)
+    if "neutral" not in bank:
+        raise CmetError(f"embedding bank {root} has no neutral clips (expected {root / 'neutral'}/*.npy)")
+    return bank
+
+
+def preset_vector(bank: dict[str, np.ndarray], name: str, neutral: np.ndarray | None = None) -> np.ndarray:
+    """The preset's direction: mean of all its clips minus the mean of the neutral clips (the bank's, or ``neutral``)."""
+    if name not in bank:
+        raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(bank))}")
+    return emotion_vector(bank[name], bank["neutral"] if neutral is None else neutral)
+
+
 def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Path:
     """``--bank DIR``, else ``WEIGHTS_DIR/bank``, else the installed bank (``weights.bank_folder``)."""
     from . import weights
@@ -59,8 +122,6 @@ def describe(bank_dir: str | Path | None = None, weights_dir: str | Path | None 
     installed bank (and no ``--bank``) the published names are listed, each marked "not installed".
     """
     from . import weights
-    from .errors import CmetError
-    from .speech import PRESETS, load_bank, preset_vector
 
     if not bank_dir and not weights.bank_folder(None, weights_dir, verify=False).is_dir():
         return [PresetInfo(name, 0, None, None, NOT_INSTALLED, installed=False) for name in PRESETS]

@@ -8,14 +8,14 @@ emotion, not of its timing.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-from . import faces, media, presets
-from .errors import NoFaceError, UsageError
-from .pipeline import CmetEditor, EditOptions, Editor
+from . import atomic, faces, media, presets
+from .errors import MediaError, NoFaceError, UsageError
+from .options import OptionError
+from .pipeline import CmetEditor, EditOptions, Editor, box_outside
 
 log = logging.getLogger("cmet")
 
@@ -45,8 +45,11 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     if output.exists() and not options.overwrite:
         raise UsageError(f"{output} exists: pass --overwrite to replace it")
     if n_frames < 1:
-        raise UsageError("--frames must be at least 1")
+        raise OptionError("{n_frames} must be at least 1")
     info = media.probe(input)
+    if options.box and box_outside(options.box, info.width, info.height):
+        raise UsageError(f"--box {','.join(map(str, options.box))} lies outside the {info.width}x{info.height} frame of {input}")
+    atomic.check_writable(output.parent)  # before the models load
     editor = editor or Editor(options)
     editor.load()
     for warning in presets.weak_warnings(editor.keyframes) + editor.detector_warnings():
@@ -78,9 +81,8 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     bottom = [_thumb(faces.paste(picks[i], edited[have.index(i)], boxes[i], mask)) if i in boxes else _thumb(picks[i])
               for i in order]
     sheet = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    ok, encoded = cv2.imencode(output.suffix.lower(), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise MediaError(f"{output}: the image could not be encoded")
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.part{output.suffix}")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise UsageError(f"cannot write {output}")
-    os.replace(tmp, output)
-    return output
+    return atomic.write_file(output, encoded.tobytes(), overwrite=options.overwrite)

@@ -1,4 +1,4 @@
-"""Speech side of C-MET: emotion2vec+large in plain PyTorch, speech loading, emotion vectors, presets.
+"""Speech side of C-MET: emotion2vec+large in plain PyTorch and speech loading (the bank: ``presets``).
 
 The network mirrors FunASR's ``Emotion2vec`` (data2vec 2.0 audio encoder) closely enough that the
 official ``model.pt`` loads unchanged: same tensor names, same operator order, same precision
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -18,16 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import CmetError, MediaError, UsageError, WeightsError
+from .errors import MediaError, WeightsError
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.5
 SILENCE_PEAK = 1e-4
-
-PRESETS: tuple[str, ...] = (
-    "angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised",
-    "charismatic", "desirous", "empathetic", "envious", "romantic", "sarcastic",
-)
 
 _AUDIO = "modality_encoders.AUDIO."
 # (kernel, stride) of the conv feature extractor: 320-sample hop, 400-sample receptive field.
@@ -273,7 +268,7 @@ def _as_waveform(waveform: np.ndarray | Tensor) -> Tensor:
     if isinstance(waveform, Tensor):
         wave = waveform.detach().to(torch.float32)
     else:
-        wave = torch.from_numpy(np.asarray(waveform, dtype=np.float32))
+        wave = torch.from_numpy(np.array(waveform, dtype=np.float32))  # a copy: cached waves are read-only
     if wave.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (T,), got {tuple(wave.shape)}")
     if wave.numel() < _RECEPTIVE_FIELD:
@@ -395,14 +390,49 @@ def _read_ffmpeg(path: Path, soundfile_reason: str) -> np.ndarray:
     try:
         return decode_audio(path, SAMPLE_RATE)
     except MediaError as exc:
+        if str(exc) == "has no audio stream":
+            raise MediaError(f"speech file {path} has no audio stream") from None
         raise MediaError(f"cannot decode speech file {path}: {exc} ({soundfile_reason})") from None
 
 
-def load_speech(path: str | Path) -> np.ndarray:
-    """Read speech as float32 mono 16 kHz: soundfile for what libsndfile reads, ffmpeg for the rest."""
+ClipKey = tuple[str, int, int]  # (resolved path, modification time in ns, size in bytes)
+_DECODED: dict[ClipKey, np.ndarray] = {}  # the waveforms of this process, by ``clip_key``
+_DECODED_MAX = 32  # clips kept (a minute of speech is ~4 MB); the oldest goes first
+_DECODED_LOCK = threading.Lock()
+
+
+def clip_key(path: str | Path) -> ClipKey:
+    """What identifies a speech clip's content without reading it: a clip edited in place gets a new key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MediaError(f"speech file not found: {path}")
+    if not path.is_file():
+        raise MediaError(f"speech file {path} is not a regular file")
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+def load_speech(path: str | Path) -> np.ndarray:
+    """Read speech as float32 mono 16 kHz: soundfile for what libsndfile reads, ffmpeg for the rest.
+
+    Each clip is decoded once per process (cached by ``clip_key``): the check before the models load and
+    the emotion plan after share one decode. The array is shared, so it is read-only.
+    """
+    key = clip_key(path)
+    with _DECODED_LOCK:
+        wave = _DECODED.get(key)
+    if wave is None:
+        wave = _decode_speech(Path(path))
+        wave.setflags(write=False)
+        with _DECODED_LOCK:
+            _DECODED[key] = wave
+            while len(_DECODED) > _DECODED_MAX:
+                del _DECODED[next(iter(_DECODED))]
+    return wave
+
+
+def _decode_speech(path: Path) -> np.ndarray:
+    """Decode and check one clip (``load_speech`` without the cache)."""
     try:
         wave = _read_soundfile(path)
     except sf.SoundFileError as exc:
@@ -415,61 +445,3 @@ def load_speech(path: str | Path) -> np.ndarray:
     if np.abs(wave).max() < SILENCE_PEAK:
         raise MediaError(f"speech file {path} is silent")
     return wave
-
-
-# --------------------------------------------------------------------------------------------
-# Emotion vectors and the preset bank
-
-
-def _mean_embedding(arrays: Sequence[np.ndarray], what: str) -> np.ndarray:
-    if len(arrays) == 0:
-        raise CmetError(f"no {what} embeddings given: at least one is needed")
-    shapes = {np.shape(a) for a in arrays}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-        raise CmetError(f"{what} embeddings must all be 1-d vectors of one length, got shapes {sorted(shapes)}")
-    return np.stack([np.asarray(a, dtype=np.float64) for a in arrays]).mean(axis=0)
-
-
-def emotion_vector(emotional: Sequence[np.ndarray], neutral: Sequence[np.ndarray]) -> np.ndarray:
-    """Emotion direction: mean(emotional) - mean(neutral), float32, no normalisation."""
-    emo, neu = _mean_embedding(emotional, "emotional"), _mean_embedding(neutral, "neutral")
-    if emo.shape != neu.shape:
-        raise CmetError(f"emotional embeddings have shape {emo.shape} but neutral ones {neu.shape}")
-    return (emo - neu).astype(np.float32)
-
-
-def _load_embedding(path: Path) -> np.ndarray:
-    try:
-        value = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CmetError(f"cannot read embedding {path}: {exc}") from exc
-    value = np.squeeze(value)
-    if value.ndim != 1:
-        raise CmetError(f"embedding {path} has shape {value.shape}, expected a vector")
-    return value.astype(np.float32)
-
-
-def load_bank(directory: str | Path) -> dict[str, np.ndarray]:
-    """Read ``DIR/<emotion>/*.npy`` (sorted by name) into {emotion: (clips, D) float32}."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise CmetError(f"embedding bank not found: {root} (run `cmet download-weights`)")
-    bank: dict[str, np.ndarray] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(folder.glob("*.npy"))
-        if not files:
-            continue
-        vectors = [_load_embedding(f) for f in files]
-        if len({v.shape for v in vectors}) != 1:
-            raise CmetError(f"embeddings in {folder} have different lengths")
-        bank[folder.name] = np.stack(vectors)
-    if "neutral" not in bank:
-        raise CmetError(f"embedding bank {root} has no neutral clips (expected {root / 'neutral'}/*.npy)")
-    return bank
-
-
-def preset_vector(bank: dict[str, np.ndarray], name: str, neutral: np.ndarray | None = None) -> np.ndarray:
-    """The preset's direction: mean of all its clips minus the mean of the neutral clips (the bank's, or ``neutral``)."""
-    if name not in bank:
-        raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(bank))}")
-    return emotion_vector(bank[name], bank["neutral"] if neutral is None else neutral)

@@ -29,8 +29,11 @@ def parse_time(text: str) -> float:
     """Seconds from ``12.5``, ``1:05`` (mm:ss) or ``1:02:03.5`` (hh:mm:ss)."""
     if not re.fullmatch(r"\d+(\.\d+)?(:\d{1,2}(\.\d+)?){0,2}", text.strip()):
         raise UsageError(f"time {text!r}: use seconds (12.5) or mm:ss (1:05)")
+    parts = text.strip().split(":")
+    if any(float(part) >= 60 for part in parts[1:]):
+        raise UsageError(f"time {text!r}: minutes and seconds after a ':' must be below 60")
     seconds = 0.0
-    for part in text.strip().split(":"):
+    for part in parts:
         seconds = seconds * 60 + float(part)
     return seconds
 

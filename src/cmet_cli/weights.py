@@ -27,11 +27,10 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import WeightsError
+from .stages import ProgressFn, Stage
 
-ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total or 0)
 
 CHECKPOINT_NAMES = {
     "edtalk": "EDTalk.pt",
@@ -112,7 +111,10 @@ def home() -> Path:
     """The weights cache: ``$CMET_HOME`` or the user cache folder."""
     env = os.environ.get("CMET_HOME")
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if path.exists() and not path.is_dir():
+            raise WeightsError(f"CMET_HOME={env} is a file, not a folder: point it at a folder (or unset it)")
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("cmet", appauthor=False))
@@ -126,7 +128,7 @@ def sha256_file(path: Path, progress: ProgressFn | None = None) -> str:
             digest.update(chunk)
             done += len(chunk)
             if progress:
-                progress(done, total)
+                progress(Stage.VERIFY, done, total)
     return digest.hexdigest()
 
 
@@ -354,7 +356,7 @@ def fetch_url(url: str, dest: Path, progress: ProgressFn | None = None, *, advic
                     out.write(chunk)
                     done += len(chunk)
                     if progress:
-                        progress(done, total)
+                        progress(Stage.DOWNLOAD, done, total)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the partial file is already complete: verification decides
             return
@@ -409,7 +411,7 @@ def _progress_bar(progress: ProgressFn | None):
         def update(self, n: float | None = 1) -> bool | None:
             self.done += n or 0
             if progress:
-                progress(int(self.done), int(self.total or 0))
+                progress(Stage.DOWNLOAD, int(self.done), int(self.total or 0))
             return None
 
     return Forward
