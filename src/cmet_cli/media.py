@@ -561,7 +561,9 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
     container = _open_input(info.path)
     try:
         stream = _video_stream(container)
-        stream.thread_type = "AUTO"
+        # no frame threading: with it, FFmpeg silently drops the frames in flight around damaged data, so a
+        # damaged file would decode fewer frames here than in the tracking pass (decoding is not the bottleneck)
+        stream.thread_type = "SLICE"
         layout: Layout | None = None
         for frame in _decode_tolerant(container, stream, info.path):
             if layout is None:
@@ -598,6 +600,12 @@ def _decode_tolerant(container, stream, path: Path) -> Iterator:
                 yield frame
     except av.FFmpegError as exc:  # the container itself ends early or is unreadable from here on
         error = exc
+        try:  # the frames the decoder still holds (threads, reordering) come out when it is flushed
+            for frame in stream.codec_context.decode(None):
+                produced += 1
+                yield frame
+        except av.FFmpegError:
+            pass
     if error is not None and produced == 0:
         raise MediaError(f"{path}: cannot decode video; the file may be damaged ({error})") from None
 

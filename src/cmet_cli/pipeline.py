@@ -687,7 +687,9 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
         finished = False
         try:
             # decoding and cropping run in a background thread, one batch ahead (bounded memory)
-            cropped = crop_batches(chunks(media.read_planes(info), batch), face_track, size,
+            # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
+            planes = itertools.islice(media.read_planes(info), info.frame_count)
+            cropped = crop_batches(chunks(planes, batch), face_track, size,
                                    lambda frames: frame_weights(editor, frames))
             for part in prefetch(cropped, depth=1):
                 cancel.check()
