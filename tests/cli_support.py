@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -130,6 +131,29 @@ def cmet(*args: str, env: dict | None = None) -> Run:
         signal.signal(signal.SIGTERM, sigterm)
         signal.signal(signal.SIGHUP, sighup)
     return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def assert_one_line_failure(run, *needles: str, code: int = 1) -> str:
+    """Exit status ``code``, exactly one ``error:`` line holding every needle, and no traceback."""
+    assert run.code == code, run.stderr
+    assert "Traceback" not in run.stderr
+    errors = run.errors()
+    assert len(errors) == 1, run.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll until ``predicate()`` holds while ``proc`` runs (fails the test if it ends first or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"cmet ended early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("cmet did not reach the expected point in time")
+        time.sleep(0.05)
 
 
 def cmet_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:

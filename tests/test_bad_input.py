@@ -16,20 +16,10 @@ from cmet_cli import media
 from cmet_cli.errors import MediaError
 from cmet_cli.speech import SAMPLE_RATE, load_speech
 
-from cli_support import (BANK, BOX, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
+from cli_support import (BANK, BOX, assert_one_line_failure, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
                          pattern_clip, two_faces_clip, weights)
 from clips import ffmpeg
 
-
-def assert_one_line_failure(run, *needles: str, code: int = 1) -> str:
-    """Exit status ``code``, exactly one ``error:`` line holding every needle, and no traceback."""
-    assert run.code == code, run.stderr
-    assert "Traceback" not in run.stderr
-    errors = run.errors()
-    assert len(errors) == 1, run.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def region_change(a: np.ndarray, b: np.ndarray, x: slice, y: slice) -> float:

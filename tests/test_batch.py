@@ -15,7 +15,7 @@ from cmet_cli import atomic, batch, media, pipeline
 from cmet_cli.errors import UsageError
 
 from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
-                         pattern_clip, weights)
+                         pattern_clip, wait_for, weights)
 
 
 def digest(path: Path) -> str:
@@ -205,16 +205,6 @@ def test_report_write_error_is_one_line(tmp_path, weights):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            pytest.fail(f"cmet ended early ({proc.returncode}): {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("cmet did not reach the expected point in time")
-        time.sleep(0.05)
-
 
 @pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2), (signal.SIGHUP, 129, 1)])
 def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code, jobs):
@@ -230,7 +220,7 @@ def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code
     proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
                         "--report", report, *BOX, *model_args(weights))
     long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
-    _wait_for(lambda: all((out / n).exists() for n in finished) and len(long_parts()) == jobs, proc)
+    wait_for(lambda: all((out / n).exists() for n in finished) and len(long_parts()) == jobs, proc)
     proc.send_signal(sig)
     try:
         _, stderr = proc.communicate(timeout=60)

@@ -13,19 +13,10 @@ import pytest
 
 from cmet_cli import atomic, media
 
-from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
-                         pattern_clip, weights)
+from cli_support import (BOX, assert_one_line_failure, clip, cmet, cmet_process, face_clip, fast_models,  # noqa: F401
+                         leftovers, model_args, pattern_clip, wait_for, weights)
 from clips import ffmpeg
 
-
-def one_error(run, *needles: str, code: int = 1) -> str:
-    assert run.code == code, run.stderr
-    assert "Traceback" not in run.stderr
-    errors = run.errors()
-    assert len(errors) == 1, run.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def truncated(src: Path, path: Path, keep: float = 0.6) -> Path:
@@ -88,7 +79,7 @@ def test_full_disk_fails_and_leaves_nothing(tmp_path, small_disk, ten_frames, ed
     _fill(small_disk, 1 * page if where == "mid-stream" else (pages - 1) * page)
     out, report = small_disk / "out.mp4", tmp_path / "report.json"
     run = cmet("edit", ten_frames, "-o", out, "--preset", "happy", "--report", report, *BOX, *model_args(weights))
-    one_error(run, f"{ten_frames}: {out}: the disk is full")
+    assert_one_line_failure(run, f"{ten_frames}: {out}: the disk is full")
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no file under the final name, no leftovers
     [row] = json.loads(report.read_text())["results"]
     assert row["status"] == "failed" and "the disk is full" in row["error"]
@@ -118,7 +109,7 @@ def test_truncated_input_fails_unless_allowed(tmp_path, ten_frames, weights, fas
     assert info.declared_frames == 10 and 0 < decodable < 10
     out = tmp_path / "out" / "cut.mp4"
     run = cmet("edit", src, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
-    one_error(run, f"{src}: damaged: {decodable} of 10 frames decode", "--allow-damaged")
+    assert_one_line_failure(run, f"{src}: damaged: {decodable} of 10 frames decode", "--allow-damaged")
     assert fast_models == [] and not out.exists()  # found before any model loaded
     run = cmet("edit", src, "-o", out, "--preset", "happy", "--allow-damaged", *BOX, *model_args(weights))
     assert run.code == 0, run.stderr
@@ -186,7 +177,7 @@ def test_folder_fails_broken_videos_and_lists_ignored_files(tmp_path, clip, ten_
 def test_box_outside_the_frame_is_a_usage_error(tmp_path, clip, weights, fast_models):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--box", "500,300,50,50",
                *model_args(weights))
-    one_error(run, "--box 500,300,50,50 lies outside the 384x288 frame", code=2)
+    assert_one_line_failure(run, "--box 500,300,50,50 lies outside the 384x288 frame", code=2)
     assert fast_models == [] and list(tmp_path.iterdir()) == []
 
 
@@ -207,7 +198,7 @@ def test_keyframe_past_the_end_warns(tmp_path, clip, weights, fast_models):
 @pytest.mark.parametrize("when", ["1:75", "1:60", "1:60:00"])
 def test_seconds_of_60_or_more_after_a_colon_are_refused(tmp_path, clip, weights, when):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--at", when, "happy", *BOX, *model_args(weights))
-    one_error(run, f"time '{when}'", "below 60", code=2)
+    assert_one_line_failure(run, f"time '{when}'", "below 60", code=2)
 
 
 # ---------------------------------------------------------------- output folder, signals, leftovers, two writers
@@ -223,7 +214,7 @@ def read_only_folder(tmp_path):
 
 def test_read_only_output_folder_is_reported_before_models_load(read_only_folder, clip, weights, fast_models):
     run = cmet("edit", clip, "-o", read_only_folder / "out.mp4", "--preset", "happy", *BOX, *model_args(weights))
-    one_error(run, f"{clip}: {read_only_folder}: the output folder is not writable (Read-only file system)")
+    assert_one_line_failure(run, f"{clip}: {read_only_folder}: the output folder is not writable (Read-only file system)")
     assert fast_models == []
 
 
@@ -238,7 +229,7 @@ def test_a_file_that_appears_during_the_edit_is_not_replaced(tmp_path, clip, wei
 
     monkeypatch.setattr(media.FrameWriter, "close", close_then_other_run_finishes)
     run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
-    one_error(run, f"{clip}: {out} exists: pass --overwrite")
+    assert_one_line_failure(run, f"{clip}: {out} exists: pass --overwrite")
     assert out.read_bytes() == b"the other run's output" and leftovers(tmp_path) == []
 
 
@@ -259,23 +250,13 @@ def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, c
     assert sorted(p.is_symlink() for p in out.parent.iterdir()) == [False, True, True]
 
 
-def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            pytest.fail(f"cmet ended early ({proc.returncode}): {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("cmet did not reach the expected point in time")
-        time.sleep(0.05)
-
 
 def test_killed_run_leftovers_are_removed_by_the_next_run(tmp_path, clip, weights, fast_models):
     src, out = tmp_path / "long.mp4", tmp_path / "out"
     face_clip(src, seconds=3.0)
     args = ("edit", src, "-o", out, "--preset", "happy", "--batch-size", "1", *BOX, *model_args(weights))
     proc = cmet_process(*args)
-    _wait_for(lambda: out.is_dir() and leftovers(out), proc)
+    wait_for(lambda: out.is_dir() and leftovers(out), proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.communicate()
     [left] = leftovers(out)
@@ -292,7 +273,7 @@ def test_an_unreadable_input_names_its_path_once(tmp_path, weights, fast_models)
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
     run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(weights))
-    line = one_error(run, "not a readable video (Invalid data found when processing input)")
+    line = assert_one_line_failure(run, "not a readable video (Invalid data found when processing input)")
     assert line == f"error: {bad}: not a readable video (Invalid data found when processing input)"
     assert fast_models == []  # probed before any model loads
 
@@ -301,7 +282,7 @@ def test_newline_in_a_file_name_stays_on_one_line(tmp_path, weights, fast_models
     bad = tmp_path / "two\nlines.mp4"
     bad.write_text("not a video")
     run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(weights))
-    line = one_error(run, "not a readable video")
+    line = assert_one_line_failure(run, "not a readable video")
     assert line == f"error: {tmp_path}/two\\nlines.mp4: not a readable video (Invalid data found when processing input)"
 
 
@@ -310,20 +291,20 @@ def test_audio_file_with_cover_art(tmp_path, weights, fast_models):
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-map", "0:a",
            "-map", "1:v", "-frames:v", "1", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(song))
     run = cmet("edit", song, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(weights))
-    one_error(run, f"{song}: holds no video, only a still cover image")
+    assert_one_line_failure(run, f"{song}: holds no video, only a still cover image")
 
 
 def test_speech_clip_without_audio(tmp_path, clip, weights, fast_models):
     silent_video = pattern_clip(tmp_path / "speech.mp4", audio=False)
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", silent_video, *BOX, *model_args(weights))
-    one_error(run, f"speech file {silent_video} has no audio stream")
+    assert_one_line_failure(run, f"speech file {silent_video} has no audio stream")
 
 
 def test_cmet_home_that_is_a_file(tmp_path):
     home = tmp_path / "home"
     home.write_text("a file")
     run = cmet("download-weights", "--only", "bank", env={"CMET_HOME": str(home)})
-    one_error(run, f"CMET_HOME={home} is a file, not a folder")
+    assert_one_line_failure(run, f"CMET_HOME={home} is a file, not a folder")
 
 
 def test_missing_input_answers_without_loading_anything(tmp_path, weights):

@@ -556,8 +556,6 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
     Frames come upright (the rotation is applied to the planes), one per decoded frame, in display order.
     Formats the edit does not hold (nv12, 12-bit, ...) are converted to the nearest planar 8/10-bit one.
     """
-    import av
-
     container = _open_input(info.path)
     try:
         stream = _video_stream(container)

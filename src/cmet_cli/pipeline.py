@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -215,7 +214,6 @@ class Models:
 def load_models(options: EditOptions) -> Models:
     import torch
 
-    from . import weights
     from .checkpoint import read_checkpoint
     from .render import EDTalkGenerator
     from .presets import load_bank
