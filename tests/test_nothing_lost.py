@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -45,13 +47,21 @@ def _mount(folder: Path, options: str) -> None:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
 
+@contextmanager
+def _tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at the new folder ``folder`` for the block (the test skips where it cannot be mounted)."""
+    folder.mkdir()
+    _mount(folder, options)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    _mount(disk, "size=2m")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    with _tmpfs(tmp_path / "disk", "size=2m") as disk:
+        yield disk
 
 
 def _fill(disk: Path, leave: int) -> None:
@@ -205,11 +215,8 @@ def test_seconds_of_60_or_more_after_a_colon_are_refused(tmp_path, clip, weights
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    _mount(folder, "size=1m,ro")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    with _tmpfs(tmp_path / "ro", "size=1m,ro") as folder:
+        yield folder
 
 
 def test_read_only_output_folder_is_reported_before_models_load(read_only_folder, clip, weights, fast_models):
