@@ -198,5 +198,5 @@ def test_remove_temp_files_of_one_process(tmp_path):
               tmp_path / f"{atomic.temp_prefix(output, 41, atomic.host_tag('node-b'))}0a1b.part"]  # another machine
     for path in (mine, *others):
         path.touch()
-    assert distributed.remove_temp_files(output, 41, "node-a") == [mine]
+    assert atomic.remove_temp_files(output, 41, "node-a") == [mine]
     assert not mine.exists() and all(p.exists() for p in others)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import batch
+from . import atomic, batch
 from .batch import Job
 from .errors import CmetError, UsageError
 from .pipeline import EditOptions, EditResult, Editor
@@ -194,13 +194,6 @@ def absolute_options(options: EditOptions) -> EditOptions:
                    weights_dir=path(options.weights_dir), bank_dir=path(options.bank_dir))
 
 
-def remove_temp_files(output: Path, pid: int, host: str | None = None) -> list[Path]:
-    """Delete the temporary files a (dead) worker process ``pid`` on ``host`` left beside ``output``."""
-    from . import atomic
-
-    return atomic.remove_temp_files(output, pid, host)
-
-
 # ---------------------------------------------------------------- progress
 
 class RayProgress:
@@ -315,7 +308,7 @@ class Driver:
 
     def sweep(self) -> None:
         for pid, host, index in self.state.dead:
-            remove_temp_files(self.remote_jobs[index].output, pid, host)
+            atomic.remove_temp_files(self.remote_jobs[index].output, pid, host)
 
     # -- the loop
 
@@ -405,7 +398,7 @@ class Driver:
         self.retire(slot)
         if slot.info is not None:
             self.state.dead.append((slot.info.pid, slot.info.host, index))
-            for path in remove_temp_files(self.remote_jobs[index].output, slot.info.pid, slot.info.host):
+            for path in atomic.remove_temp_files(self.remote_jobs[index].output, slot.info.pid, slot.info.host):
                 log.info("removed %s, left by a dead worker", path)
         tries = self.state.attempts[index] = self.state.attempts.get(index, 0) + 1
         job = self.jobs[index]
