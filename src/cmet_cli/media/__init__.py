@@ -23,7 +23,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import MediaError
+from ..errors import MediaError
 
 
 @lru_cache(maxsize=None)
@@ -451,7 +451,7 @@ class Layout:
         return np.uint16 if self.bits > 8 else np.uint8
 
     def conversion(self, width: int, height: int) -> "Conversion":  # noqa: F821
-        from .colour import conversion_for
+        from ..colour import conversion_for
 
         return conversion_for(self.space, self.range, self.trc, self.bits, width, height, self.rgb)
 
@@ -610,7 +610,7 @@ def _decode_tolerant(container, stream, path: Path) -> Iterator:
 
 def frame_to_rgb(frame: Frame) -> np.ndarray:
     """A whole frame as RGB uint8 (for previews and checks; the edit itself converts only the face crop)."""
-    from .colour import to_rgb, to_uint8
+    from ..colour import to_rgb, to_uint8
 
     h, w = frame.shape
     conv = frame.layout.conversion(w, h)
