@@ -458,7 +458,10 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
     def no_full_decode(*a, **k):
         raise AssertionError("the preview must not decode every frame into memory")
 
+    # both names a full decode can come through: the package's (what preview.py would call) and the decoder
+    # module's (what read_frames_at falls back to)
     monkeypatch.setattr(media, "read_frames", no_full_decode)
+    monkeypatch.setattr(media.decode, "read_frames", no_full_decode)
     sheet = tmp_path / "sheet.png"
     result = _cli("preview", clip, "--preset", "happy", "--frames", "3", "-o", sheet, "--box", BOX_ARG,
                   "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")

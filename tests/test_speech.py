@@ -14,8 +14,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from cmet_cli import media, speech
+from cmet_cli import speech
 from cmet_cli.errors import CmetError, MediaError, UsageError, WeightsError
+from cmet_cli.media import decode as media_decode
 from cmet_cli.presets import PRESETS, emotion_vector, load_bank, preset_vector
 from cmet_cli.speech import Emotion2Vec, Emotion2VecConfig, load_speech
 
@@ -263,7 +264,7 @@ def test_non_soundfile_format_goes_through_ffmpeg(tmp_path: Path, monkeypatch) -
         calls.append(cmd)
         return real_run(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(media.subprocess, "run", spy)
+    monkeypatch.setattr(media_decode.subprocess, "run", spy)  # the run decode_audio calls
     wave = load_speech(m4a)
     assert len(calls) == 1 and isinstance(calls[0], list) and "f32le" in calls[0]
     assert wave.dtype == np.float32 and abs(len(wave) - 16000) < 1600  # AAC priming varies by version
