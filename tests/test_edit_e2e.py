@@ -15,6 +15,7 @@ import pytest
 from cmet_cli import media
 
 from clips import composite
+from media_checks import audio_packets
 from standin import write_weights
 
 OFFSET = (600, 200)
@@ -44,7 +45,7 @@ def test_edit_full_size_end_to_end(setup):
 
     src, dst = media.probe(setup["clip"]), media.probe(out)
     assert (dst.frame_count, dst.width, dst.height, dst.fps) == (src.frame_count, src.width, src.height, src.fps)
-    assert media.audio_packets(out) == media.audio_packets(setup["clip"])
+    assert audio_packets(out) == audio_packets(setup["clip"])
     assert not list(out.parent.glob(".*.part"))
 
     a = np.stack(list(media.read_frames(src))).astype(np.float32)

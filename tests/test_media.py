@@ -12,6 +12,7 @@ from cmet_cli.errors import MediaError
 from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
 
 from clips import SAMPLE, ffmpeg, synthetic
+from media_checks import audio_packets
 
 
 def passthrough(src: Path, out: Path, box=None) -> None:
@@ -28,7 +29,7 @@ def assert_same_stream(src: Path, out: Path) -> None:
     assert abs(b.duration - a.duration) <= 1.0 / float(a.fps) + 1e-6
     assert b.rotation == 0  # frames are written upright
     if a.has_audio:
-        assert media.audio_packets(out) == media.audio_packets(src)
+        assert audio_packets(out) == audio_packets(src)
     else:
         assert not b.has_audio
 
@@ -122,4 +123,4 @@ def test_stream_copied_cut_writes_the_frames_that_decode(tmp_path, data_dir):
     out = tmp_path / "out.mp4"
     passthrough(cut, out)
     assert media.probe(out).frame_count == shown
-    assert media.audio_packets(out) == media.audio_packets(cut)
+    assert audio_packets(out) == audio_packets(cut)

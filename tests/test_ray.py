@@ -21,6 +21,7 @@ from cmet_cli.errors import UsageError
 from cmet_cli.pipeline import EditOptions
 
 from clips import ffmpeg
+from media_checks import audio_packets
 
 CLIPS = {"a": (0.0, 0.4), "b": (1.0, 0.6), "c": (2.0, 0.5)}  # name: (start, seconds), at 12 fps: 5-8 frames
 BOX = (0, 0, 256, 256)  # the sample clip is a 256² face crop: no detection
@@ -87,7 +88,7 @@ def _assert_same_video(a: Path, b: Path) -> None:
     fa = np.stack(list(media.read_frames(media.probe(a))))
     fb = np.stack(list(media.read_frames(media.probe(b))))
     assert fa.shape == fb.shape and np.array_equal(fa, fb), f"{a} and {b} differ"
-    assert media.audio_packets(a) == media.audio_packets(b) != []
+    assert audio_packets(a) == audio_packets(b) != []
 
 
 def _no_temp_files(folder: Path) -> None:

@@ -14,6 +14,7 @@ from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
 
 from cli_support import BANK, face_clip
 from clips import ffmpeg
+from media_checks import audio_packets, frame_to_rgb
 
 FACE_BOX = (64, 16, 256, 256)  # face_clip's face: crop side 256, so the crop is not resampled
 
@@ -115,7 +116,7 @@ def test_variable_frame_rate_and_start_offset_keep_every_timestamp(tmp_path):
         out = tmp_path / f"out-{src.name}"
         identity_edit(src, out, box=(0, 0, 200, 200))
         assert frame_times(out) == frame_times(src)
-    assert media.audio_packets(tmp_path / "out-late.mp4") == media.audio_packets(late)
+    assert audio_packets(tmp_path / "out-late.mp4") == audio_packets(late)
 
 
 # ---------------------------------------------------------------- colour and bit depth
@@ -151,8 +152,8 @@ def test_colour_description_and_bit_depth_are_kept(tmp_path, case):
     if case == "hlg-10bit":
         assert after["codec_name"] == "hevc" and after["profile"] == "Main 10"
     flat = (slice(10, 50), slice(10, 90))  # far from the face box
-    a = [media.frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(src))]
-    b = [media.frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(out))]
+    a = [frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(src))]
+    b = [frame_to_rgb(f)[flat].reshape(-1, 3).mean(0) for f in media.read_planes(media.probe(out))]
     assert np.abs(np.array(a) - np.array(b)).max() < 0.5
 
 
@@ -251,7 +252,7 @@ def test_rotated_planes_match_the_upright_decode(tmp_path):
         ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={turn}", str(src))
         info = media.probe(src)
         upright = next(media.read_frames(info)).astype(int)  # ffmpeg's own autorotation
-        ours = media.frame_to_rgb(next(media.read_planes(info))).astype(int)
+        ours = frame_to_rgb(next(media.read_planes(info))).astype(int)
         assert ours.shape == upright.shape == (160, 96, 3)
         # the same picture (up to chroma interpolation on a busy pattern), not the opposite turn
         assert np.abs(ours - upright).mean() < 6 < 5 * 6 < np.abs(ours - np.rot90(upright, 2)).mean()
@@ -273,7 +274,7 @@ def test_subtitles_disposition_and_metadata_are_kept(tmp_path):
     warnings = identity_edit(src, out_mp4, box=(0, 0, 100, 100))
     assert any("subtitle" in w and "subrip" in w for w in warnings)
     # the audio's packets are copied (the time base differs between the containers, the data does not)
-    assert [p[1:] for p in media.audio_packets(out_mp4)] == [p[1:] for p in media.audio_packets(src)]
+    assert [p[1:] for p in audio_packets(out_mp4)] == [p[1:] for p in audio_packets(src)]
 
 
 @pytest.mark.parametrize("suffix", [".mov", ".mp4", ".mkv"])

@@ -1,0 +1,157 @@
+"""What the output keeps from the input besides the edited pictures, and the check of what was written.
+
+The input's audio, subtitle (and what else the output container holds) packets are muxed beside the
+edited video in time order (``SideStreams``); the video stream's disposition and tags are carried over
+(``video_template``); ``verify_output`` decodes the written file to prove it holds what it should.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import MediaError
+from .probing import VideoInfo, open_input, probe_json, video_stream
+
+# Audio codecs the MP4/MOV muxers accept as a stream copy; anything else is re-encoded to AAC.
+MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+CONTAINER_AUDIO = {"mp4": MP4_AUDIO, "mov": MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_f32le"}, "matroska": None}
+
+# containers whose muxer takes these subtitle codecs as a stream copy
+CONTAINER_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"},
+                       "matroska": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}}
+
+KEPT_VIDEO_TAGS = ("timecode", "language", "title")
+
+# ffmpeg lines that mean the output file is broken, whatever its exit status says
+MUX_FAILED = re.compile(r"Error writing trailer|Error closing file|No space left|av_interleaved_write_frame|"
+                        r"Error muxing|I/O error|Input/output error")
+
+
+def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
+    """Output options for the audio streams (copied where the container allows), and a note when re-encoded."""
+    allowed = CONTAINER_AUDIO.get(fmt)
+    if allowed is None or all(a.codec in allowed for a in info.audio):
+        return {"acodec": "copy"}, None
+    codecs = ", ".join(sorted({a.codec for a in info.audio}))
+    return {"acodec": "aac", "b:a": "256k"}, f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
+
+
+def video_template(path: Path) -> tuple[object | None, dict[str, str]]:
+    """The input video stream's disposition flags (default, ...) and the tags the output keeps
+    (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track); (None, {}) if unreadable."""
+    try:
+        container = open_input(path)
+    except MediaError:
+        return None, {}
+    try:
+        stream = video_stream(container)
+        return stream.disposition, {k: v for k, v in stream.metadata.items() if k in KEPT_VIDEO_TAGS}
+    except MediaError:
+        return None, {}
+    finally:
+        container.close()
+
+
+class SideStreams:
+    """The input's audio, subtitle (and what else the output container holds) packets, muxed in time order.
+
+    Audio is copied packet for packet where the container accepts its codec, else re-encoded to AAC.
+    Subtitles are copied where the container holds their codec. What cannot be kept is listed in ``notes``.
+    """
+
+    def __init__(self, source: Path, output, fmt: str) -> None:
+        self.output = output
+        self.notes: list[str] = []
+        self.input = open_input(source)
+        self.map: dict[int, tuple[object, object | None]] = {}  # input index -> (output stream, encoder or None)
+        allowed_audio = CONTAINER_AUDIO.get(fmt)
+        for stream in self.input.streams:
+            kind, codec = stream.type, stream.codec_context.name if stream.codec_context else "?"
+            codec = {"srt": "subrip"}.get(codec, codec)  # the decoder's name -> the codec's
+            if kind == "audio":
+                if allowed_audio is None or codec in allowed_audio:
+                    self.map[stream.index] = (self._copy(stream), None)
+                else:
+                    out = output.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+                    out.bit_rate = 256_000
+                    if stream.codec_context.layout:
+                        out.layout = stream.codec_context.layout
+                    self._keep_tags(stream, out)
+                    self.map[stream.index] = (out, stream)
+            elif kind == "subtitle":
+                if codec in CONTAINER_SUBTITLES.get(fmt, set()):
+                    self.map[stream.index] = (self._copy(stream), None)
+                else:
+                    self.notes.append(f"subtitle track {stream.index} ({codec}) cannot be kept in {fmt}: dropped")
+            elif kind == "data" and "timecode" in stream.metadata and \
+                    stream.metadata["timecode"] == video_stream(self.input).metadata.get("timecode"):
+                continue  # a timecode track: kept as the video's timecode tag (MOV/MP4 write it as a track again)
+            elif kind in ("data", "attachment") or (kind == "video" and stream is not video_stream(self.input)):
+                what = codec if codec and codec != "?" else stream.metadata.get("handler_name") or kind
+                self.notes.append(f"{kind} stream {stream.index} ({what}) is not kept")
+        self.demux = self.input.demux(*[self.input.streams[i] for i in self.map]) if self.map else iter(())
+        self.pending = None
+
+    def _copy(self, stream):
+        out = self.output.add_stream_from_template(stream)
+        self._keep_tags(stream, out)
+        return out
+
+    @staticmethod
+    def _keep_tags(stream, out) -> None:
+        for key in ("language", "title", "handler_name"):
+            if key in stream.metadata:
+                out.metadata[key] = stream.metadata[key]
+        try:
+            out.disposition = stream.disposition
+        except (AttributeError, TypeError, ValueError):
+            pass
+
+    def _next(self):
+        if self.pending is None:
+            for packet in self.demux:
+                if packet.dts is not None or packet.pts is not None:
+                    self.pending = packet
+                    break
+        return self.pending
+
+    def mux_until(self, seconds: float | None) -> None:
+        """Mux every side packet that starts before ``seconds`` (all that remain when None)."""
+        while (packet := self._next()) is not None:
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and float(stamp * packet.time_base) > seconds:
+                return
+            self.pending = None
+            out, decoder = self.map[packet.stream.index]
+            if decoder is None:
+                packet.stream = out
+                self.output.mux(packet)
+            else:
+                for frame in packet.decode():
+                    frame.pts = None  # the encoder counts samples from the first one
+                    self.output.mux(out.encode(frame))
+        if seconds is None:
+            for out, decoder in self.map.values():
+                if decoder is not None:
+                    self.output.mux(out.encode(None))
+
+    def close(self) -> None:
+        self.input.close()
+
+
+def verify_output(path: str | Path, frames: int, audio_streams: int) -> None:
+    """That a written file opens and holds ``frames`` video frames (decoded, not read from its index) and
+    ``audio_streams`` audio streams: the encoder and muxer can report success and leave a broken file
+    (ffmpeg 5.1 exits 0 after "Error writing trailer: No space left on device")."""
+    try:
+        meta = probe_json(path, count_frames=None)
+    except MediaError as exc:
+        raise MediaError(f"{path}: the written file does not open ({str(exc).split('(', 1)[-1].rstrip(')')})") from None
+    streams = meta.get("streams", [])
+    video = [s for s in streams if s.get("codec_type") == "video"]
+    got = int(video[0].get("nb_read_frames") or 0) if video else 0
+    if got != frames:
+        raise MediaError(f"{path}: the written file holds {got} of {frames} frames")
+    audio = sum(s.get("codec_type") == "audio" for s in streams)
+    if audio != audio_streams:
+        raise MediaError(f"{path}: the written file holds {audio} of {audio_streams} audio streams")

@@ -1,0 +1,190 @@
+"""The edit pass's input: every frame as the video's own planes (PyAV), with its timestamp and colour layout.
+
+The edit decodes and encodes in-process with PyAV (FFmpeg's libraries): frames arrive as the video's
+own Y, U, V planes with their presentation timestamps and colour properties, and go to the encoder
+the same way (see ``encode``). Nothing outside the face crop is converted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import MediaError
+from .probing import VideoInfo, open_input, video_stream
+
+# planar formats the edit works in: name -> (bits, chroma x shift, chroma y shift)
+PLANAR = {"yuv420p": (8, 1, 1), "yuv422p": (8, 1, 0), "yuv444p": (8, 0, 0),
+          "yuv420p10le": (10, 1, 1), "yuv422p10le": (10, 1, 0), "yuv444p10le": (10, 0, 0)}
+FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one video's frames are held: planar format, bit depth, chroma subsampling, colour properties.
+
+    ``range``, ``space``, ``primaries`` and ``trc`` are FFmpeg's AVColor* values (0/2: unspecified), copied
+    to the output as they are; ``time_base`` is the unit of the frames' ``pts``.
+    """
+
+    pix_fmt: str  # yuv420p ... yuv444p10le, or rgb24 (planes R, G, B)
+    bits: int
+    sub: tuple[int, int]  # chroma (x, y) shift: (1, 1) 4:2:0, (1, 0) 4:2:2, (0, 0) 4:4:4
+    time_base: Fraction
+    range: int = 0
+    space: int = 2
+    primaries: int = 2
+    trc: int = 2
+    converted_from: str | None = None  # the decoded format, when it had to be converted (e.g. 12-bit, nv12)
+
+    @property
+    def rgb(self) -> bool:
+        return self.pix_fmt == "rgb24"
+
+    @property
+    def dtype(self) -> type:
+        return np.uint16 if self.bits > 8 else np.uint8
+
+    def conversion(self, width: int, height: int) -> "Conversion":  # noqa: F821
+        from ..colour import conversion_for
+
+        return conversion_for(self.space, self.range, self.trc, self.bits, width, height, self.rgb)
+
+
+@dataclass
+class Frame:
+    """One decoded frame: its Y, U, V planes (R, G, B for RGB sources), presentation time and layout.
+
+    The planes may be views of the decoder's memory: treat them as read-only (copy before changing).
+    """
+
+    planes: tuple[np.ndarray, ...]
+    pts: int | None
+    layout: Layout
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.planes[0].shape[:2]
+
+
+def _planar_target(name: str, width: int, height: int, rotation: int) -> str:
+    """The planar format a decoded format is edited in (itself when possible)."""
+    import av
+
+    name = FULL_RANGE_ALIASES.get(name, name)
+    if name not in PLANAR:
+        fmt = av.VideoFormat(name)
+        if fmt.is_rgb:
+            return "rgb24"
+        deep = max(c.bits for c in fmt.components) > 8
+        sx = int(fmt.chroma_width(16) < 16) if hasattr(fmt, "chroma_width") else 1
+        sy = int(fmt.chroma_height(16) < 16) if hasattr(fmt, "chroma_height") else 1
+        name = {(0, 0): "yuv444p", (1, 0): "yuv422p"}.get((sx, sy), "yuv420p") + ("10le" if deep else "")
+    bits, sx, sy = PLANAR[name]
+    # H.264/HEVC cannot hold an odd size in subsampled chroma, nor is 4:2:2 4:2:2 after a quarter turn
+    if (sx and width % 2) or (sy and height % 2) or (rotation in (90, 270) and sx != sy):
+        name = "yuv444p" + ("10le" if bits > 8 else "")
+    return name
+
+
+def plane_array(plane, dtype, width: int | None = None) -> np.ndarray:
+    """A numpy view of one AVFrame plane (line padding cut off)."""
+    item = np.dtype(dtype).itemsize
+    arr = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // item)
+    return arr[:, : (width or plane.width)]
+
+
+def upsample_chroma(plane: np.ndarray, sub: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Chroma at every luma sample (repeated, exact values), cut to the luma plane's size."""
+    sx, sy = sub
+    full = np.repeat(np.repeat(plane, 1 << sy, axis=0), 1 << sx, axis=1)
+    return full[: shape[0], : shape[1]]
+
+
+def _frame_planes(frame, target: str, rotation: int) -> tuple[tuple[np.ndarray, ...], str | None]:
+    """A decoded av.VideoFrame as upright planes in ``target`` format (views where no conversion is needed)."""
+    name = FULL_RANGE_ALIASES.get(frame.format.name, frame.format.name)
+    converted = None
+    if target == "rgb24":
+        if name != "rgb24":
+            converted, frame = frame.format.name, frame.reformat(format="rgb24")
+        packed = plane_array(frame.planes[0], np.uint8, frame.width * 3).reshape(frame.height, frame.width, 3)
+        planes = (packed[..., 0], packed[..., 1], packed[..., 2])
+    else:
+        bits, sx, sy = PLANAR[target]
+        dtype = np.uint16 if bits > 8 else np.uint8
+        if name == target:
+            planes = tuple(plane_array(p, dtype) for p in frame.planes[:3])
+        elif name in PLANAR and PLANAR[name][0] == bits and target.startswith("yuv444"):
+            # odd size or quarter turn: the same samples, chroma repeated to full resolution (exact)
+            src_bits, ssx, ssy = PLANAR[name]
+            y = plane_array(frame.planes[0], dtype)
+            planes = (y, *(upsample_chroma(plane_array(p, dtype), (ssx, ssy), y.shape) for p in frame.planes[1:3]))
+        else:
+            converted = frame.format.name
+            frame = frame.reformat(format=target)
+            planes = tuple(plane_array(p, dtype) for p in frame.planes[:3])
+    if rotation:
+        planes = tuple(np.rot90(p, k=rotation // 90) for p in planes)
+    return planes, converted
+
+
+def read_planes(info: VideoInfo) -> Iterator[Frame]:
+    """Decode every frame as planes in the video's own format, with its presentation timestamp.
+
+    Frames come upright (the rotation is applied to the planes), one per decoded frame, in display order.
+    Formats the edit does not hold (nv12, 12-bit, ...) are converted to the nearest planar 8/10-bit one.
+    """
+    container = open_input(info.path)
+    try:
+        stream = video_stream(container)
+        # no frame threading: with it, FFmpeg silently drops the frames in flight around damaged data, so a
+        # damaged file would decode fewer frames here than in the tracking pass (decoding is not the bottleneck)
+        stream.thread_type = "SLICE"
+        layout: Layout | None = None
+        for frame in _decode_tolerant(container, stream, info.path):
+            if layout is None:
+                target = _planar_target(frame.format.name, frame.width, frame.height, info.rotation)
+                bits = 8 if target == "rgb24" else PLANAR[target][0]
+                sub = (0, 0) if target == "rgb24" else PLANAR[target][1:]
+                full = frame.format.name.startswith("yuvj")
+                layout = Layout(target, bits, sub, Fraction(stream.time_base or Fraction(1, 90000)),
+                                2 if full else int(frame.color_range), int(frame.colorspace),
+                                int(frame.color_primaries), int(frame.color_trc))
+            planes, converted = _frame_planes(frame, layout.pix_fmt, info.rotation)
+            if converted and layout.converted_from is None:
+                layout = replace(layout, converted_from=converted)
+            yield Frame(planes, frame.pts, layout)
+    finally:
+        container.close()
+
+
+def _decode_tolerant(container, stream, path: Path) -> Iterator:
+    """Decoded frames; a damaged packet is skipped as ffmpeg does (the frame count then tells), unless
+    nothing at all decodes."""
+    import av
+
+    produced, error = 0, None
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except (av.InvalidDataError, av.EOFError) as exc:
+                error = exc
+                continue
+            for frame in frames:
+                produced += 1
+                yield frame
+    except av.FFmpegError as exc:  # the container itself ends early or is unreadable from here on
+        error = exc
+        try:  # the frames the decoder still holds (threads, reordering) come out when it is flushed
+            for frame in stream.codec_context.decode(None):
+                produced += 1
+                yield frame
+        except av.FFmpegError:
+            pass
+    if error is not None and produced == 0:
+        raise MediaError(f"{path}: cannot decode video; the file may be damaged ({error})") from None
