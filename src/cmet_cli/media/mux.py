@@ -6,7 +6,6 @@ edited video in time order (``SideStreams``); the video stream's disposition and
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import MediaError
@@ -21,10 +20,6 @@ CONTAINER_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"},
                        "matroska": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}}
 
 KEPT_VIDEO_TAGS = ("timecode", "language", "title")
-
-# ffmpeg lines that mean the output file is broken, whatever its exit status says
-MUX_FAILED = re.compile(r"Error writing trailer|Error closing file|No space left|av_interleaved_write_frame|"
-                        r"Error muxing|I/O error|Input/output error")
 
 
 def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
