@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WeightsError
-from .stages import ProgressFn, Stage
+from ..errors import WeightsError
+from ..stages import ProgressFn, Stage
 
 
 CHECKPOINT_NAMES = {
@@ -87,8 +87,8 @@ def lock_path() -> Path:
     """``models.lock``: ``$CMET_MODELS_LOCK``, else beside this module (wheel), else the repository root."""
     if os.environ.get("CMET_MODELS_LOCK"):
         return Path(os.environ["CMET_MODELS_LOCK"])
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "models.lock", here.parents[1] / "models.lock"):
+    package = Path(__file__).resolve().parents[1]  # cmet_cli/: this module lives in cmet_cli/weights/
+    for candidate in (package / "models.lock", package.parents[1] / "models.lock"):
         if candidate.is_file():
             return candidate
     raise WeightsError("models.lock is missing from the installation")
@@ -426,7 +426,7 @@ def hub_download(entry: LockEntry, staging: Path, progress: ProgressFn | None = 
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    from . import __version__
+    from .. import __version__
 
     endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, not when huggingface_hub was imported
     revision = entry.revision or None

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .terminal import StyledErrors, table_console
+from .. import __version__
+from ..terminal import StyledErrors, table_console
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EPILOG = """\b
@@ -61,7 +61,7 @@ def _setup_logging(verbose: int, quiet: bool, console=None) -> "logging.Handler"
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> "NoReturn":  # noqa: F821
-    from .errors import one_line
+    from ..errors import one_line
 
     click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
@@ -141,7 +141,7 @@ def flag(field: str) -> str:
 
 def _message(exc: Exception) -> str:
     """A library error as the CLI says it: option fields named by their flags."""
-    from .options import OptionError
+    from ..options import OptionError
 
     return exc.render(flag) if isinstance(exc, OptionError) else str(exc)
 
@@ -169,8 +169,8 @@ class DurationType(click.ParamType):
     name = "duration"
 
     def convert(self, value, param, ctx):
-        from .errors import UsageError
-        from .timeline import parse_duration
+        from ..errors import UsageError
+        from ..timeline import parse_duration
 
         if isinstance(value, (int, float)):
             return float(value)
@@ -186,7 +186,7 @@ class DeviceType(click.ParamType):
     name = "device"
 
     def convert(self, value, param, ctx):
-        from .runtime import is_device_name
+        from ..runtime import is_device_name
 
         if not is_device_name(value):
             self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps", param, ctx)
@@ -201,8 +201,8 @@ class CueType(click.ParamType):
     arity = 2
 
     def convert(self, value, param, ctx):
-        from .errors import UsageError
-        from .options import Cue, parse_cue
+        from ..errors import UsageError
+        from ..options import Cue, parse_cue
 
         if isinstance(value, Cue):
             return value
@@ -302,9 +302,9 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
       cmet edit talk.mp4 -o side-by-side.mp4 --preset happy --intensity 1.5 --compare -v
       cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
     """
-    from . import batch, distributed
-    from .errors import CmetError, UsageError
-    from .pipeline import EditOptions
+    from .. import batch, distributed
+    from ..errors import CmetError, UsageError
+    from ..pipeline import EditOptions
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
@@ -328,7 +328,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     finished = []
 
     def on_result(result) -> None:
-        from .presets import strength_line
+        from ..presets import strength_line
 
         finished.append(result)
         if as_json:
@@ -370,7 +370,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
 # ---------------------------------------------------------------- weights
 
 def _lock_names() -> str:
-    from . import weights
+    from .. import weights
 
     try:
         return ", ".join(weights.load_lock())
@@ -395,8 +395,8 @@ class _EntryOption(click.Option):
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress bars).")
 def download_weights(only, from_dir, check, include_sample, quiet):
     """Download (or install from --from DIR) the model weights, verified against models.lock."""
-    from . import weights
-    from .errors import CmetError
+    from .. import weights
+    from ..errors import CmetError
 
     console = _console(quiet)
     try:
@@ -467,8 +467,8 @@ main.add_command(click.Command("weights", callback=doctor.callback, help=doctor.
 def _doctor() -> None:
     from rich.table import Table
 
-    from . import media, weights
-    from .errors import CmetError
+    from .. import media, weights
+    from ..errors import CmetError
 
     console = _console()
     try:
@@ -508,15 +508,15 @@ def emotions(bank_dir, weights_dir, as_json):
     "direction norm" is that difference's length. Weak presets (norm below 2, e.g. contempt)
     barely change a face.
     """
-    from . import presets
-    from .errors import CmetError
+    from .. import presets
+    from ..errors import CmetError
 
     try:
         rows = presets.describe(bank_dir, weights_dir)
     except CmetError as exc:
         _fail(str(exc))
     if rows and not any(row.installed for row in rows):
-        from . import weights
+        from .. import weights
 
         lock = weights.load_lock()
         click.echo(weights.missing_message(lock["bank"], weights.installed_path(lock["bank"])), err=True)
@@ -560,9 +560,9 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
       cmet preview talk.mp4 --preset sarcastic -o sheet.png
       cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
     """
-    from .errors import CmetError, UsageError
-    from .pipeline import EditOptions
-    from .preview import contact_sheet
+    from ..errors import CmetError, UsageError
+    from ..pipeline import EditOptions
+    from ..preview import contact_sheet
 
     _setup_logging(0, quiet)
     _handle_termination()
