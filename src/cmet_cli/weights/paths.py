@@ -1,0 +1,81 @@
+"""What an edit loads: the checkpoints and the preset bank, from ``--weights-dir``/``--bank`` or the verified cache."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import WeightsError
+from .cache import installed_path, require
+from .lock import LockEntry, folder_names, load_lock
+
+
+CHECKPOINT_NAMES = {
+    "edtalk": "EDTalk.pt",
+    "connector": "_epoch_2105_checkpoint_step000200000.pth",
+    "emotion2vec": "emotion2vec_plus_large.pt",
+}
+
+
+def find_in_folder(entry: LockEntry, folder: str | Path) -> Path | None:
+    """Where ``folder`` holds this entry (see ``folder_names``), or None: the one rule shared by ``--from DIR``
+    and ``--weights-dir DIR``."""
+    is_there = Path.is_dir if entry.kind == "archive" else Path.is_file
+    return next((Path(folder) / n for n in folder_names(entry) if is_there(Path(folder) / n)), None)
+
+
+@dataclass(frozen=True)
+class WeightPaths:
+    """The files one edit loads; ``None`` where the run does not need that file."""
+
+    edtalk: Path
+    connector: Path
+    emotion2vec: Path | None = None
+    bank: Path | None = None
+
+
+def bank_folder(bank_dir: str | Path | None = None, weights_dir: str | Path | None = None,
+                lock: dict[str, LockEntry] | None = None, *, verify: bool = True) -> Path:
+    """The preset bank: ``--bank DIR``, else ``WEIGHTS_DIR/bank`` or ``WEIGHTS_DIR/features``, else the installed (verified) bank."""
+    if bank_dir:
+        if not Path(bank_dir).is_dir():
+            raise WeightsError(f"--bank {bank_dir}: no such folder (layout DIR/<emotion>/*.npy)")
+        return Path(bank_dir)
+    weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
+    entry = (lock or load_lock())["bank"]
+    found = find_in_folder(entry, weights_dir) if weights_dir else None
+    if found is not None:
+        return found
+    return require(entry) if verify else installed_path(entry)
+
+
+def resolve(
+    weights_dir: str | Path | None = None,
+    *,
+    need_speech: bool = False,
+    need_bank: bool = True,
+    bank_dir: str | Path | None = None,
+    lock: dict[str, LockEntry] | None = None,
+) -> WeightPaths:
+    """Find every checkpoint a run needs: in ``weights_dir`` (official names) or the verified cache."""
+    weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
+    lock = lock or load_lock()
+
+    def pick(name: str) -> Path:
+        if weights_dir:
+            found = find_in_folder(lock[name], weights_dir)
+            if found is not None:
+                return found
+            raise WeightsError(
+                f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found (--weights-dir expects the official file names: "
+                f"{', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
+            )
+        return require(lock[name])
+
+    bank = bank_folder(bank_dir, weights_dir, lock, verify=True) if need_bank else None
+    return WeightPaths(
+        edtalk=pick("edtalk"),
+        connector=pick("connector"),
+        emotion2vec=pick("emotion2vec") if need_speech else None,
+        bank=bank,
+    )
