@@ -1,4 +1,5 @@
-"""The weights manager: local installs, downloads (resumed), hash checks, and the CLI around them."""
+"""The weights manager: local installs, downloads (atomic: verified before they are named), hash checks, and the
+CLI around them."""
 from __future__ import annotations
 
 import hashlib
@@ -11,11 +12,12 @@ import subprocess
 import sys
 import tarfile
 import threading
+import types
 from pathlib import Path
 
 import pytest
 
-from cmet_cli import weights
+from cmet_cli import atomic, weights
 from cmet_cli.checkpoint import read_checkpoint
 from cmet_cli.errors import WeightsError
 from cmet_cli.stages import Stage
@@ -72,26 +74,20 @@ def test_trust_on_first_use_then_detects_change(tmp_path, home):
         weights.require(unpinned)
 
 
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD at /blob.bin with Range support; counts bytes sent."""
+class FileHandler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD at /blob.bin; ``cut_at``: the connection closes after that many bytes (a lost connection)."""
 
-    sent = 0
+    cut_at: int | None = None
 
     def do_GET(self):  # noqa: N802
         if self.path != "/blob.bin":
             self.send_error(404)
             return
-        start = 0
-        if "Range" in self.headers:
-            start = int(self.headers["Range"].split("=")[1].split("-")[0])
-            self.send_response(206)
-        else:
-            self.send_response(200)
-        body = PAYLOAD[start:]
-        RangeHandler.sent += len(body)  # counted before sending: the client may finish before this thread resumes
-        self.send_header("Content-Length", str(len(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(PAYLOAD[:self.cut_at])
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -99,24 +95,59 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    RangeHandler.sent = 0
+    FileHandler.cut_at = None
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+    httpd.server_close()
 
 
-def test_download_resumes_partial_file(home, server):
-    e = entry(url=f"{server}/blob.bin")
-    home.mkdir(parents=True)
-    (home / "blob.bin.download.part").write_bytes(PAYLOAD[:100_000])
+def test_download_lands_verified_and_reports_progress(home, server):
     seen = []
-    path = weights.download(e, progress=lambda stage, done, total: seen.append((stage, done, total)))
-    assert path.read_bytes() == PAYLOAD
-    assert RangeHandler.sent == len(PAYLOAD) - 100_000  # only the rest was fetched
+    path = weights.download(entry(url=f"{server}/blob.bin"), progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert path == home / "blob.bin" and path.read_bytes() == PAYLOAD
     assert seen[-1] == (Stage.DOWNLOAD, len(PAYLOAD), len(PAYLOAD))  # the one progress type: (stage, done, total)
-    assert not list(home.glob("*.part"))
+    assert weights.check(entry()).state == "verified"
+    assert not [p for p in home.iterdir() if atomic.is_temp_name(p.name) or p.suffix == ".part"]
+
+
+@pytest.mark.parametrize("how", ["connection lost", "ctrl-c"])
+def test_an_interrupted_download_leaves_no_partial_file(home, server, how):
+    """Half a file is never left under the cache, under its final name or any other: the next run starts over.
+    Unpinned, so that only the length check stops a cut file from being trusted on first use."""
+    listings = []
+
+    def progress(stage, done, total):
+        listings.append(sorted(p.name for p in home.iterdir()))
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+
+    FileHandler.cut_at = 100_000 if how == "connection lost" else None
+    with pytest.raises(WeightsError if how == "connection lost" else KeyboardInterrupt) as caught:
+        weights.download(entry(sha="", url=f"{server}/blob.bin"), progress=progress)
+    if how == "connection lost":
+        assert "closed after 100000 of 300000 bytes" in str(caught.value)
+    assert any(atomic.is_temp_name(name) for name in listings[0])  # there was a partial file, under a temporary name
+    assert list(home.iterdir()) == []  # and it is gone: no final file, no temporary one, no record
+    FileHandler.cut_at = None
+    assert weights.download(entry(sha="", url=f"{server}/blob.bin")).read_bytes() == PAYLOAD
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_downloads_partial_file_is_removed_by_the_next(home, server):
+    """SIGKILL runs no handler: the temporary file stays until the next download of that file removes it."""
+    home.mkdir(parents=True)
+    left = home / f"{atomic.temp_prefix(home / 'blob.bin', pid=_dead_pid())}{'0' * 16}{atomic.SUFFIX}"
+    left.write_bytes(PAYLOAD[:1000])
+    weights.download(entry(url=f"{server}/blob.bin"))
+    assert not left.exists() and not [p for p in home.iterdir() if atomic.is_temp_name(p.name)]
 
 
 def test_download_hash_mismatch_and_http_errors(home, server):
@@ -151,6 +182,18 @@ def test_archive_entry_extracts_the_bank(tmp_path, home, server):
     path = weights.download(e)
     assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*.npy")) == ["happy/MEAD_a.npy", "sarcastic/MELD_b.npy"]
     assert weights.check(e).state == "verified"  # the archive matched its pin; the tree is checked against its record
+    assert sorted(p.name for p in home.iterdir()) == [".hashes.lock", "bank", "hashes.json"]  # no archive, no staging
+
+
+def test_install_from_a_bank_folder(tmp_path, home):
+    src = tmp_path / "src"
+    (src / "features" / "happy").mkdir(parents=True)
+    (src / "features" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    bank = weights.load_lock()["bank"]
+    path = weights.install_from(bank, src)
+    assert path == home / "bank" and (path / "happy" / "MEAD_a.npy").read_bytes() == b"abc"
+    assert sorted(p.name for p in home.iterdir()) == [".hashes.lock", "bank", "hashes.json"]
+    assert weights.check(bank).state == "recorded" and weights.read_records(home)["bank"]["via"] == "from"
 
 
 def _lock(tmp_path: Path, sha: str) -> Path:
@@ -250,19 +293,6 @@ def test_corrupt_records_are_an_error(home):
         weights.read_records(home)
 
 
-def test_complete_partial_download_is_verified_not_refetched(home, server, monkeypatch):
-    home.mkdir(parents=True)
-    (home / "blob.bin.download.part").write_bytes(PAYLOAD)
-
-    def refuse_range(self):  # a server that answers 416 to a range starting at the end
-        self.send_response(416)
-        self.end_headers()
-
-    monkeypatch.setattr(RangeHandler, "do_GET", refuse_range)
-    path = weights.download(entry(url=f"{server}/blob.bin"))
-    assert path.read_bytes() == PAYLOAD
-
-
 # ---------------------------------------------------------------- the hub client, against a loopback mirror
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -344,6 +374,44 @@ def test_hub_entry_is_verified_against_the_lock(home, hub):
     assert not (home / "blob.bin").exists() and not list(home.rglob("blob.bin"))
     with pytest.raises(WeightsError, match=r"HTTP 404.*--from DIR --only blob"):
         weights.download(hub_entry(path="sub/absent.bin"))
+
+
+def test_an_interrupted_hub_install_leaves_no_partial_file(home, hub, monkeypatch):
+    """Interrupted while the verified copy is written to its final name: neither it nor the hub client's copy
+    stays under the cache."""
+    from cmet_cli.weights import install
+
+    real = install.HashedOutput.write
+
+    def write_then_interrupt(self, data):
+        real(self, data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(install.HashedOutput, "write", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        weights.download(hub_entry())
+    assert list(home.rglob("*")) == [home / ".hub"]  # an empty folder for the hub client's working files
+
+
+@pytest.mark.parametrize("source", ["url", "hub"])
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, home, source, request, monkeypatch):
+    """The name a download would write first is a symbolic link to a file outside the cache: another name is
+    taken, the file outside stays as it was, the link is left alone, and the download still lands."""
+    url = f"{request.getfixturevalue('server')}/blob.bin" if source == "url" else request.getfixturevalue("hub")
+    e = entry(url=url) if source == "url" else hub_entry()
+    home.mkdir(parents=True)
+    outside = tmp_path / "precious.bin"
+    outside.write_bytes(b"keep me")
+    trap = home / f"{atomic.temp_prefix(home / 'blob.bin')}{'0' * 16}{atomic.SUFFIX}"
+    trap.symlink_to(outside)
+    planted, real = iter(["0" * 16]), atomic.secrets.token_hex
+    # only the atomic helper's draws are planned: the hub client may draw random tokens of its own
+    monkeypatch.setattr(atomic, "secrets", types.SimpleNamespace(token_hex=lambda n: next(planted, None) or real(n)))
+    path = weights.download(e)
+    assert next(planted, None) is None  # the trap's name was the first one tried
+    assert outside.read_bytes() == b"keep me" and trap.is_symlink() and os.readlink(trap) == str(outside)
+    assert path == home / "blob.bin" and not path.is_symlink() and path.read_bytes() == PAYLOAD
+    assert weights.check(e).state == "verified"
 
 
 def test_unreachable_hub_fails_fast_with_the_entrys_advice(home, monkeypatch):

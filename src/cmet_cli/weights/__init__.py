@@ -3,8 +3,8 @@
 Cache: ``$CMET_HOME`` or the platform's user cache folder (``platformdirs``), holding each file
 under its official name, ``bank/<emotion>/*.npy`` for the preset bank and ``hashes.json`` with the
 sha256 of every file installed ("trust on first use" for files whose hash no public page states).
-Nothing is moved under its final name before it has been verified, so a failed or partial
-download never looks installed.
+Every file is written through ``atomic.atomic_output`` and takes its final name only once verified, so a
+failed, partial or interrupted download never looks installed (``install``).
 
 By concern: ``lock`` (``models.lock``, ``LockEntry``), ``cache`` (the cache folder, hash records, each entry's
 state, ``require``), ``install`` (downloads, the bank archive, ``install_from`` a folder) with ``hub`` (the

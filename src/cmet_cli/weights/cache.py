@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import atomic
 from ..errors import WeightsError
 from ..stages import ProgressFn, Stage
 from .lock import LockEntry, folder_names, offline_advice
@@ -82,10 +82,10 @@ def _records_lock(root: Path):
 
 
 def _write_records(root: Path, records: dict[str, dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".hashes.", suffix=".part", dir=root)
-    with os.fdopen(fd, "w") as out:
-        out.write(json.dumps(records, indent=1, sort_keys=True))
-    os.replace(tmp, _records_path(root))
+    """Replace hashes.json whole: a reader (or a crash) never sees half of it. OSError is left to the caller
+    (``check`` ignores it on a read-only shared cache)."""
+    with atomic.atomic_output(_records_path(root), overwrite=True) as out:
+        out.write(json.dumps(records, indent=1, sort_keys=True).encode())
 
 
 def _stamp(path: Path) -> dict:

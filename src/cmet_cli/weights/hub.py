@@ -36,8 +36,11 @@ def _progress_bar(progress: ProgressFn | None):
 def hub_download(entry: LockEntry, staging: Path, progress: ProgressFn | None = None) -> tuple[Path, str]:
     """Fetch a hub entry with ``hf_hub_download`` into ``staging``: (the downloaded file, its source URL).
 
-    ``HF_ENDPOINT`` (a mirror), ``HF_HUB_OFFLINE`` and the hub's token apply as usual; a partial download is
-    resumed by the next call.
+    ``HF_ENDPOINT`` (a mirror), ``HF_HUB_OFFLINE`` and the hub's token apply as usual. ``staging`` is the
+    client's ``local_dir`` (``$CMET_HOME/.hub/<name>``), never the cache folder itself: the file is verified and
+    copied to its final name by the caller. Resuming is the client's affair: what it keeps in ``staging`` after
+    a failure stays there (huggingface_hub 2.4 retries a dropped connection within one call, resuming, but
+    removes its partial file when the call fails).
     """
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
@@ -66,7 +69,7 @@ def hub_download(entry: LockEntry, staging: Path, progress: ProgressFn | None = 
     except LocalEntryNotFoundError as exc:
         raise WeightsError(unreachable.format(exc.__cause__ or exc)) from None
     except Exception as exc:  # connection lost mid-file, size mismatch, disk full
-        raise WeightsError(f"download of {source} failed ({exc}); run the command again to resume, "
+        raise WeightsError(f"download of {source} failed ({exc}); run the command again, "
                            f"or {offline_advice(entry)}") from None
     return Path(path), source
 
