@@ -1,0 +1,229 @@
+"""``cmet edit`` and ``cmet preview``: the thin layer over ``batch``/``distributed`` and ``preview`` that parses,
+reports and sets the exit code. The heavy modules load inside the commands, so that ``--help`` stays light."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, NoReturn
+
+import click
+
+from .common import (EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, Terminated, _console, _fail,
+                     _handle_termination, _setup_logging)
+from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_OPTIONS, INTENSITY_OPTION, WEIGHTS_DIR_OPTION,
+                     CueType, DurationType, _message, option_group)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..batch import Ignored, Job
+    from ..pipeline import EditResult
+
+EDIT_SECTIONS = {
+    "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
+    "Faces": ("detector", "box", "face", "colour_match"),
+    "Output": ("output", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
+    "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
+    "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
+}
+
+# every option of `edit`, in the order its help lists them
+EDIT_OPTIONS = option_group(
+    click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
+    click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+                 help="Output file (one input) or folder (several inputs or a folder)."),
+    EMOTION_OPTIONS,
+    click.option("--at", "at", type=CueType(), multiple=True, metavar="TIME EMOTION",
+                 help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). "
+                      "Repeatable; before the first TIME the face is unchanged."),
+    click.option("--blend", type=DurationType(), default="0.5s", show_default=True,
+                 help="Cross-fade between timeline emotions, starting at each TIME (e.g. 1s, 250ms)."),
+    INTENSITY_OPTION,
+    BANK_OPTION,
+    DEVICE_OPTION,
+    click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+                 help="auto (bf16 on CUDA), fp32, bf16 or fp16."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Frames per network batch (default: from free device memory)."),
+    click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (CUDA; slow first batch)."),
+    WEIGHTS_DIR_OPTION,
+    FACE_OPTIONS,
+    click.option("--face", type=click.IntRange(min=1), help="Which face to edit when several are found (1 = largest)."),
+    click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+                 help="Encoder quality (lower = better, bigger; 0 = lossless)."),
+    click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
+                 help="Output video codec; auto: H.264, or HEVC Main10 for 10-bit HEVC input (bit depth is always kept)."),
+    click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original."),
+    click.option("--compare", is_flag=True, help="Write the original and the edit side by side (same audio)."),
+    click.option("--recursive", "-r", is_flag=True, help="Look for videos in sub-folders too (layout kept)."),
+    click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip those made from the same input with the same settings; "
+                      "fail on others)."),
+    click.option("--allow-damaged", is_flag=True,
+                 help="Edit the frames that decode of a file whose data ends early (default: such a file fails)."),
+    click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Files edited at once (CPU)."),
+    click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                 help="Edit on this machine, or on a Ray cluster (pip install 'cmet-cli[ray]'; paths shared by all nodes)."),
+    click.option("--ray-address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: RAY_ADDRESS, else a local instance)."),
+    click.option("--workers", type=int, help="Ray workers, each loading the models once (default: one per GPU, else one per 4 CPUs)."),
+    click.option("--gpus-per-worker", type=float, help="GPUs per Ray worker, e.g. 1 or 0.5 (default: 1 if the cluster has GPUs, else 0)."),
+    click.option("--max-retries", type=int, help="Retries of a file whose Ray worker died (default: 2)."),
+    click.option("--report", type=click.Path(path_type=Path), help="Write a JSON report of every input here."),
+    click.option("--json", "as_json", is_flag=True,
+                 help="Print one JSON object per input on stdout (with code_change and vector_norm: the emotion's strength)."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings (errors still print)."),
+    click.option("-v", "--verbose", count=True,
+                 help="More detail: a line per output with its expression change and semantic vector norm and tracebacks of internal errors (-vv: debug)."),
+)
+
+
+@click.command(cls=CmetCommand, epilog=EPILOG, sections=EDIT_SECTIONS,
+               short_help="Change the facial emotion of videos or folders of videos.")
+@EDIT_OPTIONS
+def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
+         batch_size, compile_, weights_dir, detector, box, face, crf, codec, colour_match, compare, recursive, overwrite,
+         allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet,
+         verbose) -> NoReturn:
+    """Edit the facial emotion of INPUTS (videos or folders of videos).
+
+    \b
+      cmet edit talk.mp4 -o talk-sad.mp4 --preset sad
+      cmet edit talk.mp4 -o out.mp4 --emotion-speech a.wav --emotion-speech b.wav --intensity 0.7
+      cmet edit talk.mp4 -o out.mp4 --at 0 happy --at 0:04 sad --blend 1s
+      cmet edit talk.mp4 -o side-by-side.mp4 --preset happy --intensity 1.5 --compare -v
+      cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
+    """
+    from .. import batch, distributed
+    from ..errors import CmetError, UsageError
+    from ..pipeline import EditOptions
+
+    console = _console()  # one console for the bars, the log lines and the summary
+    _setup_logging(verbose, quiet, console)
+    _handle_termination()
+    try:
+        options = EditOptions(
+            preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
+            blend=blend, intensity=intensity, device=device, precision=precision,
+            batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
+            crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            allow_damaged=allow_damaged,
+        ).validate()
+        ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
+        batch.check_presets(options)
+        scanned = batch.scan(inputs, output, recursive=recursive)
+        jobs_list = scanned.jobs
+    except CmetError as exc:
+        _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
+    except OSError as exc:
+        _fail(f"{exc.filename or output}: {exc.strerror or exc}")
+    finished: list[EditResult] = []
+    on_result = _result_printer(finished, as_json, verbose, console)
+    try:
+        if ray_config is not None:
+            results = distributed.run(jobs_list, options, ray_config, quiet=quiet, verbose=verbose,
+                                      show_progress=not (quiet or as_json), on_result=on_result, console=console)
+        else:
+            results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet, verbose=verbose,
+                                show_progress=not (quiet or as_json), on_result=on_result, console=console)
+    except UsageError as exc:
+        _fail(_message(exc), EXIT_USAGE)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, jobs_list, report, finished, scanned.ignored)
+    _report(results, report, scanned.ignored, as_json=as_json, quiet=quiet, console=console)
+
+
+def _result_printer(finished: list[EditResult], as_json: bool, verbose: int,
+                    console: Console) -> Callable[[EditResult], None]:
+    """What ``edit`` does with each result as it comes: keeps it (for the report an interrupt still writes),
+    prints it as a JSON line, and with -v its strength line."""
+
+    def on_result(result: EditResult) -> None:
+        from ..presets import strength_line
+
+        finished.append(result)
+        if as_json:
+            click.echo(json.dumps(result.as_dict()))
+        if verbose and result.status == "done":  # through the bars' console: printed above them, not over them
+            from rich.text import Text
+
+            console.print(Text(strength_line(result)), soft_wrap=True, highlight=False)
+
+    return on_result
+
+
+def _interrupted(exc: KeyboardInterrupt, jobs_list: list[Job], report: Path | None, finished: list[EditResult],
+                 ignored: list[Ignored]) -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report what finished, exit 128+N."""
+    from .. import batch
+    from ..errors import CmetError
+
+    code = exc.code if isinstance(exc, Terminated) else 130
+    batch.clean_up(jobs_list)
+    if report:  # what finished before the interrupt, for scripts that resume
+        try:
+            batch.write_report(report, finished, interrupted=True, ignored=ignored)
+        except CmetError:
+            pass
+    click.echo("interrupted: unfinished outputs were removed", err=True)
+    sys.exit(code)
+
+
+def _report(results: list[EditResult], report: Path | None, ignored: list[Ignored], *, as_json: bool, quiet: bool,
+            console: Console) -> NoReturn:
+    """The end of ``edit``: the JSON report, the summary table, and the exit code (1 if any input failed)."""
+    from .. import batch
+    from ..errors import CmetError
+
+    if report:
+        try:
+            batch.write_report(report, results, ignored=ignored)
+        except CmetError as exc:
+            _fail(str(exc))
+    if not as_json and not quiet:
+        batch.summary(results, console, ignored)
+    sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+@click.command(cls=CmetCommand,
+               epilog="Exit codes: 0 sheet written, 1 failed (no face, missing weights, ...), 2 usage error.",
+               short_help="Contact sheet of a few frames, original above edited: choose before a long edit.")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet image (.png or .jpg).")
+@EMOTION_OPTIONS
+@INTENSITY_OPTION
+@click.option("--frames", "n_frames", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="Evenly spaced frames to show (only these are processed).")
+@BANK_OPTION
+@WEIGHTS_DIR_OPTION
+@DEVICE_OPTION
+@FACE_OPTIONS
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings.")
+def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_frames, bank_dir, weights_dir, device,
+            detector, box, overwrite, quiet) -> None:
+    """Contact sheet of N evenly spaced frames, original above and edited below.
+
+    Only those frames go through the networks, so it takes seconds where a full edit takes
+    minutes: choose an emotion (and intensity) before a long render.
+
+    \b
+      cmet preview talk.mp4 --preset sarcastic -o sheet.png
+      cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
+    """
+    from ..errors import CmetError, UsageError
+    from ..pipeline import EditOptions
+    from ..preview import contact_sheet
+
+    _setup_logging(0, quiet)
+    _handle_termination()
+    try:
+        if not preset and not emotion_speech:
+            raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")
+        options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech),
+                              intensity=intensity, bank_dir=bank_dir, weights_dir=weights_dir, device=device,
+                              detector=detector, box=box, overwrite=overwrite).validate()
+        path = contact_sheet(input, output, options, n_frames)
+    except UsageError as exc:
+        _fail(_message(exc), EXIT_USAGE)
+    except CmetError as exc:
+        _fail(_message(exc))
+    click.echo(str(path))
