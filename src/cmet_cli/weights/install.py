@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from .. import atomic
 from ..errors import WeightsError
@@ -55,12 +55,12 @@ class HashedOutput:
         return self._sha256.hexdigest()
 
 
-def _check_digest(entry: LockEntry, digest: str, final: Path) -> None:
+def _check_digest(entry: LockEntry, digest: str) -> None:
     """A new file's sha256 against ``models.lock``: the pin, else the prefix face-alignment's names promise."""
     if entry.sha256 and digest != entry.sha256:
         raise WeightsError(
             f"downloaded {entry.name} has sha256 {digest} but models.lock pins {entry.sha256}; "
-            f"the bad file was removed ({final} was not installed); try again, "
+            f"the bad file was removed, nothing was installed; try again, "
             f"or install it with `cmet download-weights --from DIR`"
         )
     if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
@@ -76,7 +76,7 @@ def verified_output(entry: LockEntry, final: Path) -> Iterator[HashedOutput]:
     with atomic.atomic_output(final, overwrite=True) as staged:
         out = HashedOutput(staged)
         yield out
-        _check_digest(entry, out.hexdigest(), final)  # raising here removes the temporary file
+        _check_digest(entry, out.hexdigest())  # raising here removes the temporary file
 
 
 def _copy_verified(entry: LockEntry, src: Path, final: Path, progress: ProgressFn | None = None) -> str:
@@ -168,7 +168,7 @@ def _place_folder(tree: Path, final: Path) -> None:
     os.replace(tree, final)
 
 
-def _copy_stream(source, target: Path) -> None:
+def _copy_stream(source: IO[bytes], target: Path) -> None:
     """One file of a folder being assembled, through ``atomic_output`` like every file this module writes."""
     with atomic.atomic_output(target, overwrite=True) as out:  # a tar may hold one name twice: the last wins
         while chunk := source.read(_COPY_CHUNK):
@@ -224,7 +224,7 @@ def _install_folder(entry: LockEntry, root: Path, fill: Callable[[Path], None], 
         fill(tree)
         digest = sha256_tree(tree)
         if check:
-            _check_digest(entry, digest, final)
+            _check_digest(entry, digest)
         _place_folder(tree, final)
     return final, digest
 
