@@ -241,7 +241,7 @@ def _sync(device) -> None:
 
 
 def _options(spec: RunSpec):
-    from cmet_cli.pipeline import EditOptions
+    from cmet_cli.options import EditOptions
 
     return EditOptions(preset=PRESET, device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
                        weights_dir=Path(spec.weights_dir), bank_dir=BANK, detector="cascade", overwrite=True,
@@ -495,7 +495,8 @@ def media_only(clip: Path) -> dict:
     """The edit without networks (``IdentityEditor``, a fixed box the size of the face crop): what decoding,
     cropping, colour conversion, paste-back and encoding cost, end to end, in this process."""
     from cmet_cli import media
-    from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
+    from cmet_cli.options import EditOptions
+    from cmet_cli.pipeline import Editor, IdentityEditor
 
     info = media.probe(clip)
     side = int(info.height * 0.8)  # about the crop of the face scaled to the frame height

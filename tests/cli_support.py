@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from cmet_cli import media, pipeline
+from cmet_cli.options import EditOptions
 
 from clips import SAMPLE, ffmpeg
 
@@ -88,7 +89,7 @@ _MODELS: dict[tuple, pipeline.Models] = {}
 _REAL_LOAD = pipeline.load_models
 
 
-def cached_models(options: pipeline.EditOptions) -> pipeline.Models:
+def cached_models(options: EditOptions) -> pipeline.Models:
     """``pipeline.load_models``, memoised on what decides the networks (failures are not cached)."""
     key = (str(options.weights_dir), str(options.bank_dir), options.device, options.precision)
     if key not in _MODELS:
@@ -165,9 +166,9 @@ def cmet_process(*args: str, cwd: Path | None = None, env: dict | None = None) -
 
 
 @pytest.fixture
-def fast_models(monkeypatch) -> list[pipeline.EditOptions]:
+def fast_models(monkeypatch) -> list[EditOptions]:
     """Share loaded networks between in-process runs; the list records every load a run asked for."""
-    calls: list[pipeline.EditOptions] = []
+    calls: list[EditOptions] = []
 
     def load(options):
         calls.append(options)

@@ -13,6 +13,7 @@ import pytest
 
 from cmet_cli import atomic, batch, media, pipeline
 from cmet_cli.errors import UsageError
+from cmet_cli.options import EditOptions
 
 from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
                          pattern_clip, wait_for, weights)
@@ -250,7 +251,7 @@ def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_pa
             token.cancel()
             return crops
 
-    options = pipeline.EditOptions(preset="neutral", box=(0, 0, 96, 96), batch_size=1)
+    options = EditOptions(preset="neutral", box=(0, 0, 96, 96), batch_size=1)
     editor = pipeline.Editor(options, face_editor=CancelsOnFirstChunk(), cancel=token)
     out = tmp_path / "out.mp4"
     with pytest.raises(KeyboardInterrupt):

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from cmet_cli import media, pipeline, presets, timeline
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
-from cmet_cli.pipeline import CmetEditor, EditOptions, Models, emotion_plan
+from cmet_cli.options import EditOptions
+from cmet_cli.pipeline import CmetEditor, Models, emotion_plan
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
 from clips import composite

@@ -9,7 +9,8 @@ import pytest
 
 from cmet_cli import media
 from cmet_cli.errors import MediaError
-from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
+from cmet_cli.options import EditOptions
+from cmet_cli.pipeline import Editor, IdentityEditor
 
 from clips import SAMPLE, ffmpeg, synthetic
 from media_checks import audio_packets

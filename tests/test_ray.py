@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cmet_cli import atomic, batch, distributed, media
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
-from cmet_cli.pipeline import EditOptions
+from cmet_cli.options import EditOptions
 
 from clips import ffmpeg
 from media_checks import audio_packets

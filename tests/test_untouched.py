@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cmet_cli import colour, faces, media
-from cmet_cli.pipeline import EditOptions, Editor, IdentityEditor
+from cmet_cli.options import EditOptions
+from cmet_cli.pipeline import Editor, IdentityEditor
 
 from cli_support import BANK, face_clip
 from clips import ffmpeg

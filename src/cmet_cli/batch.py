@@ -23,8 +23,8 @@ from typing import Callable, Iterable, Sequence
 
 from . import atomic, fingerprint, media, pipeline
 from .errors import CmetError, MediaError, UsageError, one_line
-from .options import Preset
-from .pipeline import EditOptions, EditResult, Editor
+from .options import EditOptions, Preset
+from .pipeline import EditResult, Editor
 from .stages import CancelToken, Stage
 
 OUTPUT_SUFFIX = ".mp4"

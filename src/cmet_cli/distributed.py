@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator, Sequence
 from . import atomic, batch
 from .batch import Job
 from .errors import CmetError, UsageError
-from .pipeline import EditOptions, EditResult, Editor
+from .options import EditOptions
+from .pipeline import EditResult, Editor
 from .stages import Stage
 
 log = logging.getLogger("cmet")

@@ -1,4 +1,5 @@
-"""The emotion arguments as typed values, and option errors that name the field, not a flag.
+"""The typed options of an edit (``EditOptions``), the emotion arguments as typed values, and option
+errors that name the field, not a flag.
 
 "Is this a preset name or a speech file?" is decided here, once (``parse_emotion``): the CLI's ``--at``
 type, the library's ``EditOptions`` and everything downstream (the plan, the checks before the models
@@ -92,6 +93,97 @@ def as_cue(value: Cue | tuple) -> Cue:
         raise
     except UsageError as exc:
         raise OptionError("{at} {why}", why=str(exc)) from None
+
+
+# ---------------------------------------------------------------- the options of an edit
+
+@dataclass(frozen=True)
+class EditOptions:
+    """Everything that shapes an edit. The CLI's options map one to one onto these fields."""
+
+    preset: str | None = None  # a preset emotion of the bank
+    emotion_speech: tuple[Path, ...] = ()  # reference clips of emotional speech (embeddings averaged)
+    neutral_speech: tuple[Path, ...] = ()  # neutral reference clips; default: the bank's neutral clips
+    at: tuple[Cue, ...] = ()  # emotion timeline; (time, preset name or speech file) pairs are parsed into cues
+    blend: float = 0.5  # seconds of cross-fade at each timeline keyframe
+    intensity: float = 1.0  # scales the semantic vector; 0 leaves the expression untouched
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16
+    batch_size: int | None = None  # frames per network batch; default from free device memory
+    weights_dir: Path | None = None  # checkpoints under their official names, instead of the cache
+    bank_dir: Path | None = None  # preset bank folder (DIR/<emotion>/*.npy)
+    detector: str = "auto"  # auto | fan | cascade
+    box: tuple[int, int, int, int] | None = None  # fixed face box X,Y,W,H: no detection
+    face: int | None = None  # which face track (1 = largest)
+    crf: int = 18  # encoder quality (libx264/libx265 CRF; 0 is lossless)
+    codec: str = "auto"  # auto | h264 | hevc (auto: H.264, or HEVC for 10-bit HEVC input)
+    compare: bool = False  # write original | edit side by side
+    colour_match: bool = False  # match the rendered face's colour statistics to the original crop
+    overwrite: bool = False
+    compile: bool = False  # torch.compile the networks (CUDA)
+    allow_damaged: bool = False  # edit the frames that decode of a file whose data ends early (else it fails)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", tuple(as_cue(cue) for cue in self.at))
+
+    def cues(self) -> tuple[Cue, ...]:
+        """The emotion over time: the ``at`` cues, else the one emotion (preset or speech clips) from 0 s."""
+        if self.at:
+            return self.at
+        if self.preset:
+            return (Cue(0.0, Preset(self.preset), self.preset),)
+        if self.emotion_speech:
+            speech = Speech(tuple(Path(p) for p in self.emotion_speech))
+            return (Cue(0.0, speech, speech.label),)
+        return ()
+
+    def speech_clips(self) -> list[Path]:
+        """Every speech clip of the run: emotional, neutral and those of the timeline."""
+        timeline_clips = [clip for cue in self.at if isinstance(cue.emotion, Speech) for clip in cue.emotion.clips]
+        return [*map(Path, self.emotion_speech), *map(Path, self.neutral_speech), *timeline_clips]
+
+    def validate(self) -> "EditOptions":
+        """Check the combination and ranges; an ``OptionError`` names the field (the CLI shows its flag)."""
+        # imported here, so that this module stays a leaf (runtime imports it for OptionError)
+        from . import faces, media
+        from .runtime import PRECISIONS, is_device_name
+
+        sources = sum(bool(x) for x in (self.preset, self.emotion_speech, self.at))
+        if sources == 0:
+            raise OptionError("give the target emotion: {emotion_speech} FILE, {preset} NAME or {at} TIME EMOTION")
+        if self.preset and self.emotion_speech:
+            raise OptionError("{preset} and {emotion_speech} are exclusive: choose one")
+        if self.at and (self.preset or self.emotion_speech):
+            raise OptionError("{at} sets the emotion over time: start with `{at} 0 EMOTION` instead of {preset}/{emotion_speech}")
+        for cue in self.at:
+            if isinstance(cue.emotion, Speech) and not all(Path(c).is_file() for c in cue.emotion.clips):
+                raise OptionError("{at} {time} {what}: no such speech file (or a preset name: see `cmet emotions`)",
+                                  time=f"{cue.time:g}", what=cue.label)
+        if not 0.0 <= self.intensity <= 2.0:
+            raise OptionError("{intensity} must be between 0 and 2, not {value}", value=f"{self.intensity:g}")
+        if self.blend < 0:
+            raise OptionError("{blend} must not be negative")
+        if self.precision not in PRECISIONS:
+            raise OptionError("{precision} must be fp32, bf16 or fp16, not {value}", value=repr(self.precision))
+        if not is_device_name(self.device):
+            raise OptionError("{device} must be auto, cpu, cuda or mps, not {value}", value=repr(self.device))
+        if self.detector not in faces.DETECTORS:
+            raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(self.detector))
+        if self.face is not None and self.face < 1:
+            raise OptionError("{face} counts from 1 (the largest face)")
+        if not 0 <= self.crf <= 51:
+            raise OptionError("{crf} must be between 0 and 51, not {value}", value=str(self.crf))
+        if self.codec not in media.CODECS:
+            raise OptionError("{codec} must be auto, h264 or hevc, not {value}", value=repr(self.codec))
+        if self.batch_size is not None and self.batch_size < 1:
+            raise OptionError("{batch_size} must be at least 1")
+        for clip in (*self.emotion_speech, *self.neutral_speech):
+            if not Path(clip).exists():
+                raise UsageError(f"speech clip not found: {clip}")
+            if not Path(clip).is_file():
+                raise UsageError(f"speech clip {clip} is not a regular file")
+        return self
+
 
 
 # ---------------------------------------------------------------- errors that name the field

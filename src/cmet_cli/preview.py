@@ -14,8 +14,8 @@ import numpy as np
 
 from . import atomic, faces, media, presets
 from .errors import MediaError, NoFaceError, UsageError
-from .options import OptionError
-from .pipeline import CmetEditor, EditOptions, Editor, box_outside
+from .options import EditOptions, OptionError
+from .pipeline import CmetEditor, Editor, box_outside
 
 log = logging.getLogger("cmet")
 

@@ -94,7 +94,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     """
     from .. import batch, distributed
     from ..errors import CmetError, UsageError
-    from ..pipeline import EditOptions
+    from ..options import EditOptions
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
@@ -210,7 +210,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
       cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
     """
     from ..errors import CmetError, UsageError
-    from ..pipeline import EditOptions
+    from ..options import EditOptions
     from ..preview import contact_sheet
 
     _setup_logging(0, quiet)
