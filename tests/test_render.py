@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmet_cli.checkpoint import read_checkpoint
-from cmet_cli.render import AppearanceSource, Codes, EDTalkGenerator, GeneratorConfig
+from cmet_cli.render import AppearanceSource, Codes, EDTalkGenerator, GeneratorConfig, generator_config
 
 CASE = "edtalk_generator"
 MANIFEST = f"{CASE}.json"
@@ -238,7 +238,6 @@ def test_bf16_crops_match_fp32_on_cuda(tmp_path) -> None:
 
     from cmet_cli import weights
     from cmet_cli.checkpoint import read_checkpoint
-    from cmet_cli.pipeline import generator_config
 
     folder = os.environ.get("CMET_WEIGHTS_DIR")
     path = Path(folder) / "EDTalk.pt" if folder else weights.installed_path(weights.load_lock()["edtalk"])

@@ -20,7 +20,12 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+from .options import Cue, Preset
+
+if TYPE_CHECKING:
+    from .options import EditOptions
 
 TAG = "comment"
 PREFIX = "cmet-edit"
@@ -74,6 +79,31 @@ def digest(path: Path) -> str:
         with _LOCK:
             _DIGESTS[key] = known
     return known
+
+
+def settings_record(options: EditOptions, files: dict[str, Path | None], detector: str) -> dict:
+    """Everything that shapes an edit's pixels, as plain data: files by content hash, not by name."""
+    def emotion(cue: Cue) -> str:
+        source = cue.emotion
+        return f"preset:{source.name}" if isinstance(source, Preset) else f"file:{digest(source.clips[0])}"
+
+    return {
+        "version": 1,
+        "preset": options.preset,
+        "emotion_speech": [digest(Path(p)) for p in options.emotion_speech],
+        "neutral_speech": [digest(Path(p)) for p in options.neutral_speech],
+        "at": [[cue.time, emotion(cue)] for cue in options.at],
+        "blend": options.blend if options.at else None,
+        "intensity": options.intensity,
+        "precision": options.precision,
+        "detector": "box" if options.box else detector,
+        "box": list(options.box) if options.box else None,
+        "face": options.face,
+        "colour_match": options.colour_match,
+        "compare": options.compare,
+        "codec": {"vcodec": options.codec, "crf": options.crf},
+        "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
+    }
 
 
 def settings_hash(record: Mapping[str, object]) -> str:

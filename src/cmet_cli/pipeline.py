@@ -23,7 +23,7 @@ import numpy as np
 from . import atomic, colour, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
-from .options import Cue, EditOptions, Emotion, Preset, Speech
+from .options import EditOptions, Emotion, Preset, Speech
 from .runtime import (WINDOW, Runtime, default_batch_size, pick_device,  # noqa: F401
                       pick_dtype)  # pick_*/default_batch_size: re-exported for callers of pipeline
 from .stages import CancelToken, ProgressFn, Stage
@@ -58,24 +58,6 @@ class EditResult:
 
 
 # ---------------------------------------------------------------- models
-
-def generator_config(state: dict) -> "GeneratorConfig":  # noqa: F821
-    """The generator's configuration read from a checkpoint's shapes (so small test models load too)."""
-    from .render import GeneratorConfig
-
-    blocks = sum(1 for k in state if k.startswith("enc.net_app.convs.") and k.endswith(".conv1.0.weight"))
-    first = state["enc.net_app.convs.0.0.weight"].shape[0]
-    size = 2 ** (blocks + 2)
-    base = {256: 64, 512: 32, 128: 128, 64: 256}.get(size)
-    return GeneratorConfig(
-        size=size,
-        style_dim=state["fc.0.weight"].shape[0],
-        lip_dim=state["lip_fc.2.weight"].shape[0],
-        pose_dim=state["pose_fc.2.weight"].shape[0],
-        exp_dim=state["exp_fc.2.weight"].shape[0],
-        channel_multiplier=max(1, first // base) if base and size >= 64 else 1,
-    )
-
 
 @dataclass
 class Models:
@@ -131,7 +113,7 @@ def load_models(options: EditOptions) -> Models:
     import torch
 
     from .checkpoint import read_checkpoint
-    from .render import EDTalkGenerator
+    from .render import EDTalkGenerator, generator_config
     from .presets import load_bank
     from .transfer import Connector
 
@@ -161,33 +143,6 @@ def weight_paths(options: EditOptions) -> "weights.WeightPaths":  # noqa: F821
                        or any(isinstance(cue.emotion, Speech) for cue in options.at))
     need_bank = bool(options.preset or not options.neutral_speech or options.at)
     return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
-
-
-def settings_record(options: EditOptions, files: dict[str, Path | None], detector: str) -> dict:
-    """Everything that shapes an edit's pixels, as plain data: files by content hash, not by name."""
-    from .fingerprint import digest
-
-    def emotion(cue: Cue) -> str:
-        source = cue.emotion
-        return f"preset:{source.name}" if isinstance(source, Preset) else f"file:{digest(source.clips[0])}"
-
-    return {
-        "version": 1,
-        "preset": options.preset,
-        "emotion_speech": [digest(Path(p)) for p in options.emotion_speech],
-        "neutral_speech": [digest(Path(p)) for p in options.neutral_speech],
-        "at": [[cue.time, emotion(cue)] for cue in options.at],
-        "blend": options.blend if options.at else None,
-        "intensity": options.intensity,
-        "precision": options.precision,
-        "detector": "box" if options.box else detector,
-        "box": list(options.box) if options.box else None,
-        "face": options.face,
-        "colour_match": options.colour_match,
-        "compare": options.compare,
-        "codec": {"vcodec": options.codec, "crf": options.crf},
-        "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
-    }
 
 
 def _strict_load(module, state: dict, path: Path) -> None:
@@ -675,7 +630,7 @@ class Editor:
 
         Needs the weights to be found (their content is hashed once per process), not loaded.
         """
-        from .fingerprint import input_identity, settings_hash
+        from .fingerprint import input_identity, settings_hash, settings_record
 
         if self._settings is None:
             if self._face_editor is not None:

@@ -50,6 +50,18 @@ class GeneratorConfig:
             raise ValueError(f"size must be a power of two from 8 to 1024, got {self.size}")
 
 
+def generator_config(state: dict) -> GeneratorConfig:
+    """The configuration of a checkpoint's generator, read from its shapes (so small test models load too)."""
+    blocks = sum(1 for k in state if k.startswith("enc.net_app.convs.") and k.endswith(".conv1.0.weight"))
+    first = state["enc.net_app.convs.0.0.weight"].shape[0]
+    size = 2 ** (blocks + 2)
+    base = {256: 64, 512: 32, 128: 128, 64: 256}.get(size)
+    return GeneratorConfig(size=size, style_dim=state["fc.0.weight"].shape[0],
+                           lip_dim=state["lip_fc.2.weight"].shape[0], pose_dim=state["pose_fc.2.weight"].shape[0],
+                           exp_dim=state["exp_fc.2.weight"].shape[0],
+                           channel_multiplier=max(1, first // base) if base and size >= 64 else 1)
+
+
 @dataclass(frozen=True)
 class Codes:
     """Per-frame codes: expression (B, exp_dim), head pose (B, pose_dim), lips (B, lip_dim)."""
