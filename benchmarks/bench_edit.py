@@ -328,10 +328,11 @@ def _device_info(device) -> tuple[str, float | None]:
 def _load(spec: RunSpec) -> tuple[Any, Any, list, float]:
     """Options, models and emotion keyframes of the run, and the seconds loading took."""
     from cmet_cli import pipeline
+    from cmet_cli.models import load_models
 
     options = _options(spec)
     started = time.perf_counter()
-    models = pipeline.load_models(options)
+    models = load_models(options)
     keyframes = pipeline.emotion_plan(options, models)
     return options, models, keyframes, time.perf_counter() - started
 
@@ -366,10 +367,11 @@ def run_child(spec: RunSpec) -> dict:
     """
     import torch
 
-    from cmet_cli import media, pipeline
+    from cmet_cli import media
+    from cmet_cli.runtime import default_batch_size
 
     options, models, keyframes, load_s = _load(spec)
-    batch = options.batch_size or pipeline.default_batch_size(models.device)
+    batch = options.batch_size or default_batch_size(models.device)
     n_frames = media.probe(spec.clip).frame_count
     if spec.warm_up:
         _warm_up(models, keyframes, batch)

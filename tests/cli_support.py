@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from cmet_cli import media, pipeline
+from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
 
 from clips import SAMPLE, ffmpeg
@@ -85,15 +86,14 @@ def standin_weights(tmp_path_factory) -> Path:
     return root
 
 
-_MODELS: dict[tuple, pipeline.Models] = {}
-_REAL_LOAD = pipeline.load_models
+_MODELS: dict[tuple, Models] = {}
 
 
-def cached_models(options: EditOptions) -> pipeline.Models:
-    """``pipeline.load_models``, memoised on what decides the networks (failures are not cached)."""
+def cached_models(options: EditOptions) -> Models:
+    """``models.load_models``, memoised on what decides the networks (failures are not cached)."""
     key = (str(options.weights_dir), str(options.bank_dir), options.device, options.precision)
     if key not in _MODELS:
-        _MODELS[key] = _REAL_LOAD(options)
+        _MODELS[key] = load_models(options)
     return _MODELS[key]
 
 
@@ -174,7 +174,7 @@ def fast_models(monkeypatch) -> list[EditOptions]:
         calls.append(options)
         return cached_models(options)
 
-    monkeypatch.setattr(pipeline, "load_models", load)
+    monkeypatch.setattr(pipeline, "load_models", load)  # where ``Editor.load`` looks it up
     return calls
 
 

@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from cmet_cli import media, pipeline, presets, timeline
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
+from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
-from cmet_cli.pipeline import CmetEditor, Models, emotion_plan
+from cmet_cli.pipeline import CmetEditor, emotion_plan
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
 from clips import composite
@@ -50,7 +51,7 @@ def weights_dir(small_weights: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def models(weights_dir: Path, bank_dir: Path) -> Models:
-    return pipeline.load_models(EditOptions(preset="happy", weights_dir=weights_dir, bank_dir=bank_dir, device="cpu"))
+    return load_models(EditOptions(preset="happy", weights_dir=weights_dir, bank_dir=bank_dir, device="cpu"))
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +69,16 @@ def short_clip(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture
 def cached_models(monkeypatch, models: Models, bank_dir: Path, weights_dir: Path):
     """CLI runs reuse the session's models instead of reading the checkpoints again (same files, same bank)."""
+    loads: list[EditOptions] = []
+
     def load(options: EditOptions) -> Models:
         assert Path(options.bank_dir) == bank_dir and Path(options.weights_dir) == weights_dir
+        loads.append(options)
         return models
 
-    monkeypatch.setattr(pipeline, "load_models", load)
-    return models
+    monkeypatch.setattr(pipeline, "load_models", load)  # where ``Editor.load`` looks it up
+    yield models
+    assert loads, "the edit loaded its models without the patched load_models"
 
 
 @pytest.fixture

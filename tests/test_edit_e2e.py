@@ -67,13 +67,14 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
     import torch
 
     from cmet_cli import pipeline
+    from cmet_cli.models import load_models
     from cmet_cli.options import EditOptions
 
     from cli_support import BANK, BOX, face_clip
 
     options = EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu",
                           box=tuple(int(v) for v in BOX[1].split(",")))
-    models = pipeline.load_models(options)
+    models = load_models(options)
     assert models.dtype is None  # fp32 is what the CPU gets by default
     dtypes: list[torch.dtype | None] = []  # the autocast dtype in force at each render call
     render = models.generator.render

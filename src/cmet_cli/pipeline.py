@@ -16,23 +16,17 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
 from . import atomic, colour, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
-from .options import EditOptions, Emotion, Preset, Speech
-from .runtime import (WINDOW, Runtime, default_batch_size, pick_device,  # noqa: F401
-                      pick_dtype)  # pick_*/default_batch_size: re-exported for callers of pipeline
+from .models import Models, face_alignment_paths, load_models, weight_paths
+from .options import EditOptions, Emotion, Preset
+from .runtime import WINDOW
 from .stages import CancelToken, ProgressFn, Stage
-
-if TYPE_CHECKING:
-    import torch
-
-    from .render import EDTalkGenerator
-    from .transfer import Connector
 
 log = logging.getLogger("cmet")
 
@@ -55,104 +49,6 @@ class EditResult:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
-
-
-# ---------------------------------------------------------------- models
-
-@dataclass
-class Models:
-    """The networks of one run, loaded once."""
-
-    generator: EDTalkGenerator
-    connector: Connector
-    runtime: Runtime
-    bank: dict[str, np.ndarray] | None = None
-    speech_path: Path | None = None
-    _speech: object = None
-    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
-
-    @property
-    def device(self) -> torch.device:
-        return self.runtime.device
-
-    @property
-    def dtype(self) -> torch.dtype | None:
-        """The autocast dtype; None: plain fp32."""
-        return self.runtime.dtype
-
-    @property
-    def crop_size(self) -> int:
-        return self.generator.config.size
-
-    def preset_bank(self) -> dict[str, np.ndarray]:
-        if self.bank is None:
-            raise CmetError("the preset bank is not installed: run `cmet download-weights` or pass --bank")
-        return self.bank
-
-    def speech(self):
-        """emotion2vec+large, loaded on first use (only runs with --emotion-speech need it)."""
-        if self._speech is None:
-            from .speech import Emotion2Vec
-
-            if self.speech_path is None:
-                raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
-            self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
-        return self._speech
-
-    def embed(self, clip: Path) -> np.ndarray:
-        """The emotion2vec embedding of a speech clip: decoded and embedded once (keyed by path, mtime, size)."""
-        from .speech import clip_key, load_speech
-
-        key = clip_key(clip)
-        if key not in self._embeddings:
-            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
-        return self._embeddings[key]
-
-
-def load_models(options: EditOptions) -> Models:
-    import torch
-
-    from .checkpoint import read_checkpoint
-    from .render import EDTalkGenerator, generator_config
-    from .presets import load_bank
-    from .transfer import Connector
-
-    paths = weight_paths(options)
-    device = pick_device(options.device)
-    state = read_checkpoint(paths.edtalk, "gen")
-    generator = EDTalkGenerator(generator_config(state))
-    _strict_load(generator, state, paths.edtalk)
-    connector = Connector()
-    _strict_load(connector, read_checkpoint(paths.connector, "state_dict"), paths.connector)
-    del state
-    generator.to(device).eval()
-    connector.to(device).eval()
-    if options.compile:
-        generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
-        generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
-    bank = load_bank(paths.bank) if paths.bank else None
-    runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
-    return Models(generator, connector, runtime, bank, paths.emotion2vec)
-
-
-def weight_paths(options: EditOptions) -> "weights.WeightPaths":  # noqa: F821
-    """The checkpoint files (and bank) the run's options need; a WeightsError says how to get missing ones."""
-    from . import weights
-
-    need_speech = bool(options.emotion_speech or options.neutral_speech
-                       or any(isinstance(cue.emotion, Speech) for cue in options.at))
-    need_bank = bool(options.preset or not options.neutral_speech or options.at)
-    return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
-
-
-def _strict_load(module, state: dict, path: Path) -> None:
-    from .errors import WeightsError
-
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0:2]
-        raise WeightsError(f"{path} does not match the network ({' '.join(first)[:300]})") from None
 
 
 # ---------------------------------------------------------------- emotion vectors
@@ -615,9 +511,7 @@ class Editor:
         """``fan`` or ``cascade``: what ``--detector`` resolves to here (``box`` with a fixed box)."""
         if self.options.box:
             return "box"
-        from . import weights
-
-        return faces.detector_kind(self.options.detector, _fan_paths(weights, self.options.weights_dir))
+        return faces.detector_kind(self.options.detector, face_alignment_paths(self.options.weights_dir))
 
     def detector_warnings(self) -> list[str]:
         """The cascade fallback of ``--detector auto``, for the result (and so the report) of every file."""
@@ -666,9 +560,7 @@ class Editor:
 
     def detector(self):
         if self._detector is None and not self.options.box:
-            from . import weights
-
-            self._detector = faces.make_detector(self.options.detector, _fan_paths(weights, self.options.weights_dir))
+            self._detector = faces.make_detector(self.options.detector, face_alignment_paths(self.options.weights_dir))
         return self._detector
 
     def edit(self, input: str | Path, output: str | Path) -> EditResult:
@@ -706,21 +598,6 @@ class Editor:
             editor.report(result)
         result.seconds = time.perf_counter() - started
         return result
-
-
-def _fan_paths(weights_module, weights_dir: Path | None = None) -> dict:
-    """face-alignment's files: from ``--weights-dir`` when there, else the verified cache."""
-    lock = weights_module.load_lock()
-    out = {}
-    for name in ("fan-detector", "fan-landmarks"):
-        given = weights_module.find_in_folder(lock[name], weights_dir) if weights_dir else None
-        if given is not None:
-            out[name] = given
-            continue
-        status = weights_module.check(lock[name])
-        if status.state in ("verified", "recorded"):
-            out[name] = status.path
-    return out
 
 
 def check_paths(input: Path, output: Path, overwrite: bool) -> None:

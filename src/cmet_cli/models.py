@@ -1,0 +1,136 @@
+"""The networks of a run and the files they load from: ``load_models`` reads the checkpoints once.
+
+``weight_paths`` finds the checkpoints (and the preset bank) an edit's options need without loading
+them: the settings record hashes their content. ``face_alignment_paths`` does the same for the FAN
+face detector. torch is imported only when networks are built.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import weights
+from .errors import CmetError, WeightsError
+from .options import EditOptions, Speech
+from .runtime import Runtime, pick_device
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .render import EDTalkGenerator
+    from .speech import Emotion2Vec
+    from .transfer import Connector
+
+
+@dataclass
+class Models:
+    """The networks of one run, loaded once."""
+
+    generator: EDTalkGenerator
+    connector: Connector
+    runtime: Runtime
+    bank: dict[str, np.ndarray] | None = None
+    speech_path: Path | None = None
+    _speech: Emotion2Vec | None = None
+    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype; None: plain fp32."""
+        return self.runtime.dtype
+
+    @property
+    def crop_size(self) -> int:
+        return self.generator.config.size
+
+    def preset_bank(self) -> dict[str, np.ndarray]:
+        if self.bank is None:
+            raise CmetError("the preset bank is not installed: run `cmet download-weights` or pass --bank")
+        return self.bank
+
+    def speech(self) -> Emotion2Vec:
+        """emotion2vec+large, loaded on first use (only runs with --emotion-speech need it)."""
+        if self._speech is None:
+            from .speech import Emotion2Vec
+
+            if self.speech_path is None:
+                raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
+            self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
+        return self._speech
+
+    def embed(self, clip: Path) -> np.ndarray:
+        """The emotion2vec embedding of a speech clip: decoded and embedded once (keyed by path, mtime, size)."""
+        from .speech import clip_key, load_speech
+
+        key = clip_key(clip)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
+        return self._embeddings[key]
+
+
+def load_models(options: EditOptions) -> Models:
+    """The generator and connector on the options' device (and the bank, if the run needs one)."""
+    import torch
+
+    from .checkpoint import read_checkpoint
+    from .presets import load_bank
+    from .render import EDTalkGenerator, generator_config
+    from .transfer import Connector
+
+    paths = weight_paths(options)
+    device = pick_device(options.device)
+    state = read_checkpoint(paths.edtalk, "gen")
+    generator = EDTalkGenerator(generator_config(state))
+    load_strict(generator, state, paths.edtalk)
+    connector = Connector()
+    load_strict(connector, read_checkpoint(paths.connector, "state_dict"), paths.connector)
+    del state
+    generator.to(device).eval()
+    connector.to(device).eval()
+    if options.compile:
+        generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
+        generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
+    bank = load_bank(paths.bank) if paths.bank else None
+    runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
+    return Models(generator, connector, runtime, bank, paths.emotion2vec)
+
+
+def weight_paths(options: EditOptions) -> weights.WeightPaths:
+    """The checkpoint files (and bank) the run's options need; a WeightsError says how to get missing ones."""
+    need_speech = bool(options.emotion_speech or options.neutral_speech
+                       or any(isinstance(cue.emotion, Speech) for cue in options.at))
+    need_bank = bool(options.preset or not options.neutral_speech or options.at)
+    return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
+
+
+def load_strict(module: nn.Module, state: dict, path: Path) -> None:
+    """``module.load_state_dict(state, strict=True)``; a mismatch is a WeightsError naming the file."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:2]
+        raise WeightsError(f"{path} does not match the network ({' '.join(first)[:300]})") from None
+
+
+def face_alignment_paths(weights_dir: Path | None = None) -> dict[str, Path]:
+    """face-alignment's files (``fan-detector``, ``fan-landmarks``): from ``--weights-dir`` when there,
+    else the verified cache; a file found in neither is left out."""
+    lock = weights.load_lock()
+    out = {}
+    for name in ("fan-detector", "fan-landmarks"):
+        given = weights.find_in_folder(lock[name], weights_dir) if weights_dir else None
+        if given is not None:
+            out[name] = given
+            continue
+        status = weights.check(lock[name])
+        if status.state in ("verified", "recorded"):
+            out[name] = status.path
+    return out
