@@ -327,13 +327,13 @@ def _device_info(device) -> tuple[str, float | None]:
 
 def _load(spec: RunSpec) -> tuple[Any, Any, list, float]:
     """Options, models and emotion keyframes of the run, and the seconds loading took."""
-    from cmet_cli import pipeline
+    from cmet_cli.emotion import emotion_plan
     from cmet_cli.models import load_models
 
     options = _options(spec)
     started = time.perf_counter()
     models = load_models(options)
-    keyframes = pipeline.emotion_plan(options, models)
+    keyframes = emotion_plan(options, models.embed, models.preset_bank)
     return options, models, keyframes, time.perf_counter() - started
 
 
@@ -342,7 +342,7 @@ def _edit(spec: RunSpec, options, models, keyframes) -> tuple[Any, Span, Any, fl
     from cmet_cli import pipeline
 
     editor = _measured_editor_class()(models, keyframes, options.blend, count_flops=spec.count_flops)
-    runner = pipeline.Editor(options, models=models, face_editor=editor)
+    runner = pipeline.Editor(options, models=models, plan=keyframes, face_editor=editor)
     with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
         with timed() as span:
             started = time.perf_counter()

@@ -6,6 +6,7 @@ the clips are fractions of a second with a fixed ``--box``.
 from __future__ import annotations
 
 import json
+import pickle
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
-from cmet_cli.pipeline import CmetEditor, emotion_plan
+from cmet_cli.emotion import emotion_plan
+from cmet_cli.pipeline import CmetEditor
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
 from clips import composite
@@ -300,29 +302,49 @@ def test_speech_clips_are_decoded_and_embedded_once_per_run(bank, data_dir: Path
     assert sorted(decoded) == sorted([clip, neutral])
     stub = Models(None, None, None, bank=bank)
     stub._speech = _Speech(bank["happy"].mean(axis=0))
-    keys = emotion_plan(options, stub)
+    keys = emotion_plan(options, stub.embed, stub.preset_bank)
     assert len(decoded) == 2 and stub._speech.calls == 2  # the clip once, the neutral reference once
     np.testing.assert_array_equal(keys[0].vector, keys[2].vector)
 
 
 def test_plan_of_presets_speech_and_intensity(bank, data_dir: Path) -> None:
+    """The plan needs embeddings and the bank, no networks; it is a plain value (a Ray worker can be sent it)."""
     speech = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
-    stub = Models(None, None, None, bank=bank)
-    stub._speech = _Speech(bank["happy"].mean(axis=0))
+    embedded: list[Path] = []
+
+    def embed(clip: Path) -> np.ndarray:  # emotion2vec stand-in: every clip embeds to the happy bank's mean
+        embedded.append(clip)
+        return bank["happy"].mean(axis=0)
+
     options = EditOptions(at=(("0:01", "contempt"), ("0", "happy"), ("1:30", str(speech))), intensity=0.5).validate()
-    keys = emotion_plan(options, stub)
+    keys = emotion_plan(options, embed, lambda: bank)
     assert [k.time for k in keys] == [1.0, 0.0, 90.0]
     np.testing.assert_allclose(keys[0].vector, 0.5 * preset_vector(bank, "contempt"), rtol=1e-6)
     np.testing.assert_allclose(keys[1].vector, 0.5 * preset_vector(bank, "happy"), rtol=1e-6)
     np.testing.assert_allclose(keys[2].vector, 0.5 * preset_vector(bank, "happy"), atol=1e-4)
-    assert stub._speech.calls == 1  # the speech file went through emotion2vec; preset names did not
+    assert embedded == [speech]  # the speech file went through emotion2vec; preset names did not
     assert keys[0].norm == pytest.approx(float(np.linalg.norm(preset_vector(bank, "contempt"))))
     warnings = presets.weak_warnings(keys)
     assert len(warnings) == 1 and warnings[0].startswith("contempt is a weak emotion")
 
-    zero = emotion_plan(EditOptions(preset="happy", intensity=0.0), stub)
+    copied = pickle.loads(pickle.dumps(keys))
+    assert [(k.time, k.label, k.norm) for k in copied] == [(k.time, k.label, k.norm) for k in keys]
+    assert all(np.array_equal(a.vector, b.vector) for a, b in zip(copied, keys))
+
+    zero = emotion_plan(EditOptions(preset="happy", intensity=0.0), embed, lambda: bank)
     assert not zero[0].active and zero[0].norm > 5 and presets.weak_warnings(zero) == []
-    assert "unchanged" in presets.weak_warnings(emotion_plan(EditOptions(preset="neutral"), stub))[0]
+    assert "unchanged" in presets.weak_warnings(emotion_plan(EditOptions(preset="neutral"), embed, lambda: bank))[0]
+
+
+def test_editor_uses_a_given_plan(models: Models, bank) -> None:
+    """A plan computed once (as a caller that ships it to workers does) is used as given, not made again."""
+    given = [timeline.Keyframe(0.0, preset_vector(bank, "sad"), "sad")]
+    editor = pipeline.Editor(EditOptions(preset="happy", box=BOX), models=models, plan=given)
+    editor.load()
+    assert [k.label for k in editor.plan] == ["sad"]
+    made = pipeline.Editor(EditOptions(preset="happy", box=BOX), models=models)
+    made.load()
+    assert [k.label for k in made.plan] == ["happy"]
 
 
 # ---------------------------------------------------------------- timeline, frame exact
@@ -383,7 +405,7 @@ def test_key_at_zero_applies_from_the_first_frame_and_zero_vectors_leave_the_fac
 
 def test_intensity_zero_renders_the_original_codes(models: Models, codes, clip: Path) -> None:
     calls = codes
-    keys = emotion_plan(EditOptions(preset="happy", intensity=0.0), models)
+    keys = emotion_plan(EditOptions(preset="happy", intensity=0.0), models.embed, models.preset_bank)
     crops = _crops(clip, models.crop_size, 5)
     editor = CmetEditor(models, keys, 0.5)
     editor.begin(crops[0], 5, 25.0)

@@ -16,15 +16,16 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from . import atomic, colour, faces, media, presets, timeline
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .fingerprint import Stamp
+from .emotion import emotion_plan
 from .models import Models, face_alignment_paths, load_models, weight_paths
-from .options import EditOptions, Emotion, Preset
+from .options import EditOptions
 from .runtime import WINDOW
 from .stages import CancelToken, ProgressFn, Stage
 
@@ -49,31 +50,6 @@ class EditResult:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
-
-
-# ---------------------------------------------------------------- emotion vectors
-
-def emotion_plan(options: EditOptions, models: Models) -> list[timeline.Keyframe]:
-    """The keyframes of the edit, each with its semantic vector (intensity applied)."""
-    from .presets import emotion_vector, preset_vector
-
-    cache: dict[str, np.ndarray] = {}
-
-    def neutral() -> np.ndarray:
-        if "neutral" not in cache:
-            if options.neutral_speech:
-                cache["neutral"] = np.stack([models.embed(Path(p)) for p in options.neutral_speech])
-            else:
-                cache["neutral"] = models.preset_bank()["neutral"]
-        return cache["neutral"]
-
-    def vector(source: Emotion) -> np.ndarray:
-        if isinstance(source, Preset):
-            return preset_vector(models.preset_bank(), source.name, neutral() if options.neutral_speech else None)
-        return emotion_vector([models.embed(clip) for clip in source.clips], neutral())
-
-    keys = [(cue.time, cue.label, vector(cue.emotion)) for cue in options.cues()]
-    return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
 
 
 # ---------------------------------------------------------------- face editors
@@ -494,16 +470,21 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
 
 
 class Editor:
-    """Loads the models once, then edits files one after another."""
+    """Loads the models once, then edits files one after another.
 
-    def __init__(self, options: EditOptions, *, models: Models | None = None, face_editor: FaceEditor | None = None,
+    ``models``: networks already loaded; ``plan``: the emotion plan already computed (``emotion.emotion_plan``;
+    else made from ``models`` by ``load``); ``face_editor``: renders the crops instead of C-MET.
+    """
+
+    def __init__(self, options: EditOptions, *, models: Models | None = None,
+                 plan: Sequence[timeline.Keyframe] | None = None, face_editor: FaceEditor | None = None,
                  progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
         self.options = options.validate()
         self.progress = progress
         self.cancel = cancel or CancelToken()  # shared by the per-thread copies of a batch run
         self._face_editor = face_editor
         self.models = models
-        self.keyframes: list[timeline.Keyframe] | None = None  # the emotion plan, made once models are loaded
+        self.plan: list[timeline.Keyframe] | None = None if plan is None else list(plan)
         self._detector = None
         self._settings: str | None = None
 
@@ -550,13 +531,18 @@ class Editor:
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 0, 1)
             self.models = load_models(self.options)
-            self.keyframes = emotion_plan(self.options, self.models)
+            self._make_plan()
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 1, 1)
             log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
-        elif self.models is not None and self.keyframes is None:
-            self.keyframes = emotion_plan(self.options, self.models)
+        else:
+            self._make_plan()
         self.detector()  # a detector that cannot be built is a usage error of the run, not of each file
+
+    def _make_plan(self) -> None:
+        """The emotion plan from the loaded models' embeddings and bank, unless it was given."""
+        if self.models is not None and self.plan is None:
+            self.plan = emotion_plan(self.options, self.models.embed, self.models.preset_bank)
 
     def detector(self):
         if self._detector is None and not self.options.box:
@@ -573,7 +559,7 @@ class Editor:
         result.fps = float(info.fps)
         self.load()
         stamp = self.stamp(input)
-        result.warnings += presets.weak_warnings(self.keyframes or ())
+        result.warnings += presets.weak_warnings(self.plan or ())
         result.warnings += self.detector_warnings()
         face_track = track(info, self.options, self.detector(), self.progress, cancel=self.cancel)
         if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
@@ -589,7 +575,7 @@ class Editor:
             raise NoFaceError("the face was lost in every frame; give its position with --box X,Y,W,H")
         if lost:
             result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
-        editor = self._face_editor or CmetEditor(self.models, self.keyframes, self.options.blend, self.progress)
+        editor = self._face_editor or CmetEditor(self.models, self.plan, self.options.blend, self.progress)
         batch = self.options.batch_size or (self.models.runtime.batch_size if self.models else 8)
         result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
                                                      metadata=stamp.metadata(), cancel=self.cancel,

@@ -52,7 +52,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     atomic.check_writable(output.parent)  # before the models load
     editor = editor or Editor(options)
     editor.load()
-    for warning in presets.weak_warnings(editor.keyframes) + editor.detector_warnings():
+    for warning in presets.weak_warnings(editor.plan) + editor.detector_warnings():
         log.warning(warning)
     picks = media.read_frames_at(info, sample_indices(info.frame_count, n_frames))
     order = sorted(picks)
@@ -73,7 +73,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     size = editor.models.crop_size
     have = [i for i in order if i in boxes]
     crops = np.stack([faces.crop(picks[i], boxes[i], size) for i in have])
-    cmet = CmetEditor(editor.models, editor.keyframes, options.blend)
+    cmet = CmetEditor(editor.models, editor.plan, options.blend)
     cmet.begin(crops[0], len(have), 1.0)
     edited = cmet(crops, np.arange(len(have)))
     mask = faces.face_mask(size)
