@@ -1,4 +1,5 @@
-"""Stand-in weights for end-to-end tests and benchmarks, in the official file formats.
+"""Stand-ins for end-to-end tests and benchmarks: weights in the official file formats, and a face editor
+without networks (``IdentityEditor``).
 
 Full size: the seeded golden weights (``seeded.write_checkpoints``). Small configurations (e.g. a
 64² generator, for fast end-to-end runs): the same seeded rule applied to the small network's own
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import seeded
+from cmet_cli import faces
 
 
 def write_weights(out: Path, size: int = 256, with_speech: bool = False) -> Path:
@@ -36,3 +40,15 @@ def small_generator_state(size: int) -> dict:
         else:
             out[key] = seeded.seeded_tensor(key, list(value.shape), spreads.get(key, {}).get("std", 1.0))
     return out
+
+
+class IdentityEditor:
+    """Returns the crops unchanged: proves the geometry and media path without networks."""
+
+    crop_size = faces.CROP
+
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None:
+        pass
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        return crops

@@ -17,6 +17,7 @@ from cmet_cli.options import EditOptions
 
 from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
                          pattern_clip, wait_for, weights)
+from standin import IdentityEditor
 
 
 def digest(path: Path) -> str:
@@ -246,7 +247,7 @@ def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_pa
 
     token = CancelToken()
 
-    class CancelsOnFirstChunk(pipeline.IdentityEditor):
+    class CancelsOnFirstChunk(IdentityEditor):
         def __call__(self, crops, frames):
             token.cancel()
             return crops
@@ -257,7 +258,7 @@ def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         editor.edit(clip, out)
     assert token.cancelled and not out.exists() and leftovers(tmp_path) == []
-    editor._face_editor = pipeline.IdentityEditor()
+    editor._face_editor = IdentityEditor()
     results = batch.run([batch.Job(clip, out)], options, editor=editor, quiet=True)
     assert [r.status for r in results] == ["done"] and frame_count(out) == frame_count(clip)
     assert editor.cancel is not token and not editor.cancel.cancelled

@@ -20,7 +20,7 @@ from cmet_cli.errors import UsageError
 from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
 from cmet_cli.emotion import emotion_plan
-from cmet_cli.pipeline import CmetEditor
+from cmet_cli.face_editor import CmetEditor
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
 from clips import composite

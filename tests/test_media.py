@@ -10,10 +10,11 @@ import pytest
 from cmet_cli import media
 from cmet_cli.errors import MediaError
 from cmet_cli.options import EditOptions
-from cmet_cli.pipeline import Editor, IdentityEditor
+from cmet_cli.pipeline import Editor
 
 from clips import SAMPLE, ffmpeg, synthetic
 from media_checks import audio_packets
+from standin import IdentityEditor
 
 
 def passthrough(src: Path, out: Path, box=None) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 from . import atomic, faces, media, presets
 from .errors import MediaError, NoFaceError, UsageError
 from .options import EditOptions, OptionError
-from .pipeline import CmetEditor, Editor, box_outside
+from .face_editor import CmetEditor
+from .pipeline import Editor, box_outside
 
 log = logging.getLogger("cmet")
 
