@@ -272,7 +272,7 @@ class NetworkInputs:
 
 
 def planned_batches(present, batch: int) -> list:
-    """The face frames of each ``batch``-frame chunk, as ``pipeline.run_edit`` groups them."""
+    """The face frames of each ``batch``-frame chunk, as ``stream.run_edit`` groups them."""
     import numpy as np
 
     idx = np.arange(len(present))
@@ -284,10 +284,10 @@ def network_inputs(clip: Path, options, size: int, batch: int, batches: list | N
     """Track the clip as the edit does and crop its face frames (untimed)."""
     import numpy as np
 
-    from cmet_cli import faces, media, pipeline
+    from cmet_cli import faces, media, stream
 
     info = media.probe(clip)
-    face_track = pipeline.track(info, options, faces.make_detector(options.detector))
+    face_track = stream.track(info, options, faces.make_detector(options.detector))
     batches = batches if batches is not None else planned_batches(face_track.present, batch)
     wanted = {int(i) for b in batches for i in b} | {face_track.reference}
     crops = {i: faces.crop(f, faces.CropBox.from_row(face_track.boxes[i]), size)

@@ -7,7 +7,7 @@ import pytest
 from cmet_cli import faces, media
 from cmet_cli.errors import NoFaceError, UsageError
 from cmet_cli.options import EditOptions
-from cmet_cli.pipeline import track
+from cmet_cli.stream import track
 
 from clips import composite
 

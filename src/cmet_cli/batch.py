@@ -1,7 +1,7 @@
 """Many inputs in one run: which files, where their outputs go, resume, per-file status and the report.
 
 Models load once per run. One failing input never stops the others; outputs are written atomically
-(``pipeline.run_edit``: a hidden temporary file renamed into place), so a file under its final name is
+(``stream.run_edit``: a hidden temporary file renamed into place), so a file under its final name is
 complete, and a re-run skips it once it has checked that it holds every frame of its input and was made
 from this input with these settings (``fingerprint``); an output made otherwise fails that input.
 Errors and warnings are one plain line each on stderr (``error: INPUT: message``), easy to grep in logs.

@@ -1,0 +1,300 @@
+"""The two streaming passes over a video (memory does not grow with its length) and their threads.
+
+1. ``track``: decode, detect faces on keyframes, link them into tracks and smooth them: a crop box per
+   frame, and the appearance (reference) frame;
+2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
+   video's own planes: a decoder thread (``prefetch``) decodes and crops one chunk ahead, the face editor
+   renders the crops (``render_faces``), and a writer thread (``_Writer``) pastes them back
+   (``paste_back``) and encodes, so that the networks are kept busy.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import atomic, colour, faces, media
+from .errors import MediaError
+from .face_editor import FaceEditor, frame_weights
+from .options import EditOptions
+from .stages import CancelToken, ProgressFn, Stage
+
+_END = object()
+
+
+def prefetch(items: Iterable, depth: int) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead (bounded memory)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's decoder is released here, in its own thread, not at interpreter exit
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    batch: list[np.ndarray] = []
+    start = 0
+    for i, frame in enumerate(frames):
+        if not batch:
+            start = i
+        batch.append(frame)
+        if len(batch) == size:
+            yield start, batch
+            batch = []
+    if batch:
+        yield start, batch
+
+
+@dataclass
+class Batch:
+    """A chunk of decoded frames and the faces to render in it."""
+
+    start: int
+    frames: list  # media.Frame
+    have: np.ndarray  # indices of the frames whose face is rendered (a face, and a weight above 0)
+    boxes: dict[int, faces.CropBox]
+    weights: dict[int, float]  # how much of the render each of those frames shows
+    crops: np.ndarray | None  # float32 RGB crops (0–255 scale) of those frames, None if none
+
+
+def crop_batches(batches: Iterable[tuple[int, list]], face_track: faces.FaceTrack, size: int,
+                 weigh: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
+    """Each chunk of frames with the face crops to render: only the crops are converted to RGB."""
+    present = face_track.present
+    for start, frames in batches:
+        idx = np.arange(start, start + len(frames))
+        valid = idx[idx < len(present)]
+        have = valid[present[valid]]
+        weights = weigh(have) if len(have) else np.zeros(0, np.float32)
+        have, weights = have[weights > 0], weights[weights > 0]
+        boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
+        crops = None
+        if len(have):
+            first = frames[int(have[0]) - start]
+            conv = first.layout.conversion(first.shape[1], first.shape[0])
+            crops = np.stack([faces.crop_planes(frames[int(i) - start].planes, boxes[int(i)], size, conv,
+                                                first.layout.sub) for i in have])
+        yield Batch(start, frames, have, boxes, {int(i): float(w) for i, w in zip(have, weights)}, crops)
+
+
+def composite(frame: "media.Frame", face: np.ndarray, box: faces.CropBox, mask: np.ndarray) -> "media.Frame":
+    """The frame with the (float RGB) face blended into copies of its planes; everything else unchanged."""
+    planes = tuple(p.copy() for p in frame.planes)
+    h, w = frame.shape
+    faces.paste_planes(planes, face, box, mask, frame.layout.conversion(w, h), frame.layout.sub)
+    return media.Frame(planes, frame.pts, frame.layout)
+
+
+def side_by_side(left: "media.Frame", right: "media.Frame") -> "media.Frame":
+    return media.Frame(tuple(np.concatenate([a, b], axis=1) for a, b in zip(left.planes, right.planes)),
+                       left.pts, left.layout)
+
+
+class _Writer:
+    """Paste-back and encoding in a background thread, fed through a bounded queue."""
+
+    def __init__(self, writer: media.FrameWriter, compare: bool, depth: int = 4) -> None:
+        self.writer, self.compare = writer, compare
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.q.get()
+            if job is _END:
+                return
+            if self.error is not None:
+                continue
+            try:
+                for original, edited in job():
+                    self.writer.write(side_by_side(original, edited) if self.compare else edited)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the producer
+                self.error = exc
+
+    def put(self, job: Callable[[], Iterable[tuple["media.Frame", "media.Frame"]]]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(job)
+
+    def stop(self) -> None:
+        """Drop what is queued and end the thread (after the encoder was aborted)."""
+        self.error = self.error or KeyboardInterrupt("stopped")
+        self.q.put(_END)
+        self.thread.join()
+
+    def finish(self) -> None:
+        self.q.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
+          config: faces.TrackConfig = faces.TrackConfig(), cancel: CancelToken | None = None) -> faces.FaceTrack:
+    """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes.
+
+    The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames).
+    """
+    if options.box:
+        return faces.fixed_track(options.box, media.count_frames(info))
+    detector = detector or faces.make_detector(options.detector)
+    every = max(1, config.keyframe_every)
+    keys: list[tuple[int, list[faces.Detection]]] = []
+    count, last = 0, None
+    cancel = cancel or CancelToken()
+    for i, frame in enumerate(media.read_frames(info)):
+        cancel.check()
+        count, last = i + 1, frame
+        if i % every == 0:
+            keys.append((i, detector(frame)))
+            if progress:
+                progress(Stage.TRACK_FACES, i + 1, info.frame_count)
+    if last is not None and (count - 1) % every:
+        keys.append((count - 1, detector(last)))  # the last frame too, so the track reaches the end
+    if progress:
+        progress(Stage.TRACK_FACES, count, count)
+    if count == 0:
+        raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
+    return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
+
+
+
+def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
+             options: EditOptions, batch: int, progress: ProgressFn | None = None,
+             metadata: dict[str, str] | None = None, cancel: CancelToken | None = None,
+             warnings: list[str] | None = None) -> tuple[int, int]:
+    """Pass 2: stream every frame through the face editor and write the output atomically.
+
+    Frames travel as the video's own planes with their timestamps. Only the face crop of a frame with
+    a face and a non-zero emotion strength is converted to RGB, rendered and blended back (cross-faded
+    by the strength); every other pixel and frame goes to the encoder as decoded. ``metadata``: container
+    tags of the output (the settings record, see ``fingerprint``). ``cancel``: checked before each chunk;
+    once cancelled the edit stops and removes its temporary file. Returns (frames written, frames with
+    a face); what of the input the output cannot keep is added to ``warnings``.
+    """
+    size = getattr(editor, "crop_size", faces.CROP)
+    cancel = cancel or CancelToken()
+    begin_clip(info, face_track, editor, size, warnings)
+    fmt = media.output_format(output)
+    width = info.width * (2 if options.compare else 1)
+    with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
+        writer = media.FrameWriter(staged.path, info, crf=options.crf, audio_from=info.path,  # audio, subtitles, ...
+                                   fmt=fmt, width=width, codec=options.codec, metadata=metadata, fd=staged.fd)
+        if warnings is not None:
+            warnings.extend(writer.notes)
+        sink = _Writer(writer, options.compare)
+        finished = False
+        try:
+            written = edit_chunks(info, face_track, editor, sink, batch, size, options.colour_match, cancel, progress)
+            sink.finish()
+            writer.close()
+            finished = True
+        finally:
+            if not finished:
+                writer.abort()  # first: the writer thread's pending writes then fail at once
+                sink.stop()
+        if writer.frames != info.frame_count:
+            raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
+        # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
+        media.verify_output(staged.path, info.frame_count, len(info.audio) if info.has_audio else 0)
+    return written, int(face_track.present.sum())
+
+
+def begin_clip(info: media.VideoInfo, face_track: faces.FaceTrack, editor: FaceEditor, size: int,
+               warnings: list[str] | None = None) -> None:
+    """Start the editor on a clip: the face crop of its reference frame, its frame count, rate and frame times."""
+    frames = media.read_planes(info)
+    try:
+        ref_frame = next(itertools.islice(frames, face_track.reference, None), None)
+    finally:
+        frames.close()  # the decoder is released now, not when the generator is collected
+    if ref_frame is None:
+        raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
+    if ref_frame.layout.converted_from and warnings is not None:
+        warnings.append(f"pixel format {ref_frame.layout.converted_from} cannot be edited as it is: "
+                        f"converted to {ref_frame.layout.pix_fmt} (the whole frame)")
+    ref_conv = ref_frame.layout.conversion(ref_frame.shape[1], ref_frame.shape[0])
+    ref_box = faces.CropBox.from_row(face_track.boxes[face_track.reference])
+    times = media.frame_times(info)
+    editor.begin(colour.to_uint8(faces.crop_planes(ref_frame.planes, ref_box, size, ref_conv, ref_frame.layout.sub)),
+                 info.frame_count, float(info.fps), times if times is not None and len(times) == info.frame_count else None)
+
+
+def edit_chunks(info: media.VideoInfo, face_track: faces.FaceTrack, editor: FaceEditor, sink: _Writer, batch: int,
+                size: int, colour_match: bool, cancel: CancelToken, progress: ProgressFn | None = None) -> int:
+    """Decode, crop and render the clip chunk by chunk, and hand each chunk to the writer; returns the frames handed."""
+    mask = faces.face_mask(size)
+    written = 0
+    # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+    # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
+    planes = itertools.islice(media.read_planes(info), info.frame_count)
+    cropped = crop_batches(chunks(planes, batch), face_track, size, lambda frames: frame_weights(editor, frames))
+    for part in prefetch(cropped, depth=1):
+        cancel.check()
+        rendered = render_faces(editor, part, mask, colour_match)
+        sink.put(functools.partial(paste_back, part, rendered, mask))  # runs in the writer thread
+        written += len(part.frames)
+        if progress:
+            progress(Stage.WRITE_VIDEO, written, info.frame_count)
+    return written
+
+
+def render_faces(editor: FaceEditor, part: Batch, mask: np.ndarray, colour_match: bool) -> dict[int, np.ndarray]:
+    """The edited face of each frame of a chunk that has one to render: float RGB (0–255 scale), by frame index."""
+    rendered: dict[int, np.ndarray] = {}
+    if not len(part.have):
+        return rendered
+    seen = colour.to_uint8(part.crops)
+    edited = editor(seen, part.have)
+    for k, i in enumerate(part.have):
+        face = edited[k]
+        if colour_match:
+            face = faces.match_colour(face, seen[k], mask)
+        # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
+        rendered[int(i)] = face.astype(np.float32) + (part.crops[k] - seen[k])
+    return rendered
+
+
+def paste_back(part: Batch, rendered: dict[int, np.ndarray], mask: np.ndarray) -> Iterator[tuple[media.Frame, media.Frame]]:
+    """Each frame of a chunk with its output: the rendered face blended in (by the frame's weight), or as decoded."""
+    for j, frame in enumerate(part.frames):
+        i = part.start + j
+        out = composite(frame, rendered[i], part.boxes[i], mask * part.weights[i]) if i in rendered else frame
+        yield frame, out
