@@ -25,6 +25,8 @@ from .face_editor import FaceEditor, frame_weights
 from .options import EditOptions
 from .stages import CancelToken, ProgressFn, Stage
 
+# ---------------------------------------------------------------- streaming helpers
+
 _END = object()
 
 
@@ -166,6 +168,8 @@ class _Writer:
             raise self.error
 
 
+# ---------------------------------------------------------------- the two passes
+
 def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
           config: faces.TrackConfig = faces.TrackConfig(), cancel: CancelToken | None = None) -> faces.FaceTrack:
     """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes.
@@ -193,7 +197,6 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
-
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
