@@ -333,7 +333,7 @@ def _load(spec: RunSpec) -> tuple[Any, Any, list, float]:
     options = _options(spec)
     started = time.perf_counter()
     models = load_models(options)
-    keyframes = emotion_plan(options, models.embed, models.preset_bank)
+    keyframes = emotion_plan(options, models.emotion.embed, models.emotion.bank)
     return options, models, keyframes, time.perf_counter() - started
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from cmet_cli import media, pipeline
+from cmet_cli import media
 from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
 
@@ -87,6 +87,7 @@ def standin_weights(tmp_path_factory) -> Path:
 
 
 _MODELS: dict[tuple, Models] = {}
+LOADS: list[EditOptions] = []  # every load an in-process run asked for (``fast_models`` shows a test its own)
 
 
 def cached_models(options: EditOptions) -> Models:
@@ -95,6 +96,12 @@ def cached_models(options: EditOptions) -> Models:
     if key not in _MODELS:
         _MODELS[key] = load_models(options)
     return _MODELS[key]
+
+
+def shared_models(options: EditOptions) -> Models:
+    """The loader ``cmet`` hands to the runner: records the request, then ``cached_models``."""
+    LOADS.append(options)
+    return cached_models(options)
 
 
 @dataclass
@@ -115,7 +122,8 @@ def model_args(weights: Path, *extra: str) -> list[str]:
 
 
 def cmet(*args: str, env: dict | None = None) -> Run:
-    """``cmet ARGS`` in this process (click's runner); logging and signal handlers are restored after."""
+    """``cmet ARGS`` in this process (click's runner), sharing loaded networks (``shared_models``); logging and
+    signal handlers are restored after."""
     from click.testing import CliRunner
 
     from cmet_cli.cli import main
@@ -125,7 +133,8 @@ def cmet(*args: str, env: dict | None = None) -> Run:
     sigterm, sighup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     env = {"CMET_WEIGHTS_DIR": None, "COLUMNS": "200", **(env or {})}
     try:
-        result = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+        result = CliRunner().invoke(main, [str(a) for a in args], env=env, obj={"load_models": shared_models},
+                                    catch_exceptions=False)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -166,16 +175,10 @@ def cmet_process(*args: str, cwd: Path | None = None, env: dict | None = None) -
 
 
 @pytest.fixture
-def fast_models(monkeypatch) -> list[EditOptions]:
-    """Share loaded networks between in-process runs; the list records every load a run asked for."""
-    calls: list[EditOptions] = []
-
-    def load(options):
-        calls.append(options)
-        return cached_models(options)
-
-    monkeypatch.setattr(pipeline, "load_models", load)  # where ``Editor.load`` looks it up
-    return calls
+def fast_models() -> list[EditOptions]:
+    """Every model load the test's in-process runs asked for (``cmet`` hands them ``shared_models``)."""
+    LOADS.clear()
+    return LOADS
 
 
 BOX = ("--box", "0,0,96,96")  # the face of `face_clip`, so that runs need no detector

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmet_cli import atomic, batch, media, pipeline
+from cmet_cli import atomic, batch, media, pipeline, runner
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
 
@@ -259,6 +259,6 @@ def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_pa
         editor.edit(clip, out)
     assert token.cancelled and not out.exists() and leftovers(tmp_path) == []
     editor._face_editor = IdentityEditor()
-    results = batch.run([batch.Job(clip, out)], options, editor=editor, quiet=True)
+    results = runner.run([batch.Job(clip, out)], options, editor=editor)
     assert [r.status for r in results] == ["done"] and frame_count(out) == frame_count(clip)
     assert editor.cancel is not token and not editor.cancel.cancelled

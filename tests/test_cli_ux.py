@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cmet_cli import batch, cli
+from cmet_cli import cli, presets, report, runner
 from cmet_cli.stages import PER_FILE, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_stages_are_named_for_people():
 def test_finished_rows_leave_the_screen():
     from rich.console import Console
 
-    progress = batch.StageProgress(Console(file=io.StringIO()), total_files=2)
+    progress = report.StageProgress(Console(file=io.StringIO()), total_files=2)
     progress(Stage.LOAD_MODELS, 0, 1)
     assert progress.rows() == ["files", "load models"]
     progress(Stage.LOAD_MODELS, 1, 1)
@@ -56,7 +56,7 @@ def test_log_lines_go_through_the_progress_console():
     try:
         handler = cli._setup_logging(0, False, console)
         assert handler.console is console
-        with batch.StageProgress(console, total_files=1) as progress:
+        with report.StageProgress(console, total_files=1) as progress:
             progress(Stage.TRACK_FACES, 1, 10)
             logging.getLogger("cmet").warning("variable frame rate: written at its average rate")
             progress(Stage.TRACK_FACES, 10, 10)
@@ -71,12 +71,12 @@ def test_edit_shares_one_console_between_bars_and_logs(tmp_path, monkeypatch):
     seen = {}
 
     def fake_run(jobs, options, **kwargs):
-        seen["console"] = kwargs["console"]
+        seen["console"] = kwargs["reporter"].console
         seen["handlers"] = logging.getLogger().handlers[:]
         return []
 
-    monkeypatch.setattr(batch, "run", fake_run)
-    monkeypatch.setattr(batch, "check_presets", lambda options: None)
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(presets, "check_presets", lambda options: None)
     clip = tmp_path / "a.mp4"
     clip.write_bytes(b"")
     root = logging.getLogger()
@@ -125,7 +125,7 @@ def test_summary_table_in_a_pipe_never_cuts_a_path():
 
     long = "/data/" + "/".join(["a-rather-long-folder-name"] * 6) + "/talk.mp4"
     screen = io.StringIO()
-    batch.summary([EditResult(long, long.replace("talk", "talk-sad"), frames=3, seconds=1.0)],
+    report.summary([EditResult(long, long.replace("talk", "talk-sad"), frames=3, seconds=1.0)],
                   Console(file=screen, width=80))  # not a terminal: a log file, a pipe
     assert long in screen.getvalue() and long.replace("talk", "talk-sad") in screen.getvalue()
 
@@ -181,5 +181,5 @@ def test_result_lines_print_through_the_bars_console():
 
     screen = io.StringIO()
     console = Console(file=screen, width=40)
-    batch._say("warning", "/a/very/long/path/to/a/clip.mp4: no face in 3 of 10 frames: those pass through unchanged", console)
+    report.say("warning", "/a/very/long/path/to/a/clip.mp4: no face in 3 of 10 frames: those pass through unchanged", console)
     assert screen.getvalue() == "warning: /a/very/long/path/to/a/clip.mp4: no face in 3 of 10 frames: those pass through unchanged\n"

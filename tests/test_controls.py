@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from cmet_cli import media, pipeline, presets, timeline
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
-from cmet_cli.models import Models, load_models
+from cmet_cli.models import EmotionSources, Models, load_models
 from cmet_cli.options import EditOptions
 from cmet_cli.emotion import emotion_plan
 from cmet_cli.face_editor import CmetEditor
@@ -69,8 +69,9 @@ def short_clip(tmp_path_factory, data_dir) -> Path:
 
 
 @pytest.fixture
-def cached_models(monkeypatch, models: Models, bank_dir: Path, weights_dir: Path):
-    """CLI runs reuse the session's models instead of reading the checkpoints again (same files, same bank)."""
+def cached_models(models: Models, bank_dir: Path, weights_dir: Path):
+    """A model loader for CLI runs (``_cli(..., load_models=...)``): the session's models instead of reading the
+    checkpoints again (same files, same bank)."""
     loads: list[EditOptions] = []
 
     def load(options: EditOptions) -> Models:
@@ -78,9 +79,8 @@ def cached_models(monkeypatch, models: Models, bank_dir: Path, weights_dir: Path
         loads.append(options)
         return models
 
-    monkeypatch.setattr(pipeline, "load_models", load)  # where ``Editor.load`` looks it up
-    yield models
-    assert loads, "the edit loaded its models without the patched load_models"
+    yield load
+    assert loads, "the edit loaded its models without the loader handed to it"
 
 
 @pytest.fixture
@@ -133,8 +133,9 @@ def _crops(path: Path, size: int, n: int) -> np.ndarray:
     return np.stack([faces.crop(f, box, size) for f in media.read_frames(info, 0, n)])
 
 
-def _cli(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+def _cli(*args: str, load_models=None):
+    """``cmet ARGS`` in this process; ``load_models``: the loader the command hands to the runner."""
+    return CliRunner().invoke(main, [str(a) for a in args], obj={"load_models": load_models}, catch_exceptions=False)
 
 
 # ---------------------------------------------------------------- help texts
@@ -287,9 +288,9 @@ class _Speech:
 
 
 def test_speech_clips_are_decoded_and_embedded_once_per_run(bank, data_dir: Path, monkeypatch) -> None:
-    """``batch.check_speech`` decodes every clip before the models load; the plan reuses that decode, and a
+    """``runner.check_speech`` decodes every clip before the models load; the plan reuses that decode, and a
     clip used twice (emotion and neutral reference, or twice in a timeline) goes through emotion2vec once."""
-    from cmet_cli import batch, speech
+    from cmet_cli import runner, speech
 
     clip = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
     neutral = sorted((data_dir / "speech" / "neutral").glob("*.wav"))[0]
@@ -298,11 +299,10 @@ def test_speech_clips_are_decoded_and_embedded_once_per_run(bank, data_dir: Path
     real = speech._decode_speech
     monkeypatch.setattr(speech, "_decode_speech", lambda path: decoded.append(path) or real(path))
     options = EditOptions(at=(("0", str(clip)), ("1", "happy"), ("2", str(clip))), neutral_speech=(neutral,)).validate()
-    batch.check_speech(options)
+    runner.check_speech(options)
     assert sorted(decoded) == sorted([clip, neutral])
-    stub = Models(None, None, None, bank=bank)
-    stub._speech = _Speech(bank["happy"].mean(axis=0))
-    keys = emotion_plan(options, stub.embed, stub.preset_bank)
+    stub = EmotionSources(bank, _speech=_Speech(bank["happy"].mean(axis=0)))
+    keys = emotion_plan(options, stub.embed, stub.bank)
     assert len(decoded) == 2 and stub._speech.calls == 2  # the clip once, the neutral reference once
     np.testing.assert_array_equal(keys[0].vector, keys[2].vector)
 
@@ -405,7 +405,7 @@ def test_key_at_zero_applies_from_the_first_frame_and_zero_vectors_leave_the_fac
 
 def test_intensity_zero_renders_the_original_codes(models: Models, codes, clip: Path) -> None:
     calls = codes
-    keys = emotion_plan(EditOptions(preset="happy", intensity=0.0), models.embed, models.preset_bank)
+    keys = emotion_plan(EditOptions(preset="happy", intensity=0.0), models.emotion.embed, models.emotion.bank)
     crops = _crops(clip, models.crop_size, 5)
     editor = CmetEditor(models, keys, 0.5)
     editor.begin(crops[0], 5, 25.0)
@@ -452,7 +452,7 @@ def test_contempt_warns_and_reports_with_compare(cached_models, short_clip: Path
     clip = short_clip
     out = tmp_path / "contempt.mp4"
     result = _cli("edit", clip, "-o", out, "--preset", "contempt", "--compare", "--json", "--box", BOX_ARG,
-                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu", load_models=cached_models)
     assert result.exit_code == 0, result.output
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["status"] == "done" and row["frames"] == 5
@@ -471,7 +471,7 @@ def test_happy_is_much_stronger_and_verbose_prints_a_line(cached_models, short_c
                                                           bank_dir, bank, weights_dir) -> None:
     out = tmp_path / "happy.mp4"
     result = _cli("edit", short_clip, "-o", out, "--preset", "happy", "--json", "-v", "--box", BOX_ARG,
-                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu", load_models=cached_models)
     assert result.exit_code == 0, result.output
     (row,) = [json.loads(line) for line in result.stdout.splitlines()]
     contempt = float(np.linalg.norm(preset_vector(bank, "contempt")))
@@ -493,7 +493,7 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
     monkeypatch.setattr(media.decode, "read_frames", no_full_decode)
     sheet = tmp_path / "sheet.png"
     result = _cli("preview", clip, "--preset", "happy", "--frames", "3", "-o", sheet, "--box", BOX_ARG,
-                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu")
+                  "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu", load_models=cached_models)
     assert result.exit_code == 0, result.output
     import cv2
 

@@ -9,13 +9,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cmet_cli import atomic, batch, distributed, media
+from cmet_cli import atomic, batch, distributed, media, ray_workers, report
 from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
@@ -143,12 +144,11 @@ def test_worker_killed_mid_file_is_retried(setup, ray_instance, local_outputs):
         os.kill(os.getpid(), signal.SIGKILL)
 
     jobs = batch.plan([setup["inputs"]], out)
-    results = distributed.run(jobs, setup["options"], distributed.RayConfig(workers=2, max_retries=2), quiet=True,
-                              hook=kill_once)
+    results = distributed.run(jobs, setup["options"], distributed.RayConfig(workers=2, max_retries=2), hook=kill_once)
     left_behind = marker.read_text().split()
     assert left_behind  # killed mid-file, with its temporary output started
 
-    batch.write_report(setup["root"] / "killed.json", results)
+    report.write_report(setup["root"] / "killed.json", results)
     rows = _report(setup["root"] / "killed.json")["results"]
     assert [r["status"] for r in rows] == ["done"] * 3
     assert any("died" in w for w in rows[1]["warnings"])
@@ -169,17 +169,16 @@ def test_without_ray_one_line_error(setup, tmp_path):
 
 
 def test_worker_shape():
-    shape = distributed.worker_shape
-    config = distributed.RayConfig()
-    assert shape(config, {"CPU": 64, "GPU": 8}, [32, 32], 1000) == distributed.WorkerShape(8, 1.0, 1.0)
-    assert shape(distributed.RayConfig(gpus_per_worker=0.5), {"CPU": 64, "GPU": 8}, [64], 1000).count == 16
-    assert shape(config, {"CPU": 16}, [16], 1000) == distributed.WorkerShape(4, 4.0, 0.0)
-    assert shape(distributed.RayConfig(workers=2), {"CPU": 2}, [2], 3) == distributed.WorkerShape(2, 1.0, 0.0)
-    assert shape(config, {"CPU": 64, "GPU": 8}, [64], 3).count == 3  # never more workers than files
-    assert shape(distributed.RayConfig(workers=4), {"CPU": 48}, [16, 16, 16], 100).cpus == 12.0
-    assert shape(distributed.RayConfig(workers=2), {"CPU": 48}, [16, 16, 16], 100).cpus == 16.0  # fits a node
+    shape = ray_workers.worker_shape
+    assert shape(None, None, {"CPU": 64, "GPU": 8}, [32, 32], 1000) == ray_workers.WorkerShape(8, 1.0, 1.0)
+    assert shape(None, 0.5, {"CPU": 64, "GPU": 8}, [64], 1000).count == 16
+    assert shape(None, None, {"CPU": 16}, [16], 1000) == ray_workers.WorkerShape(4, 4.0, 0.0)
+    assert shape(2, None, {"CPU": 2}, [2], 3) == ray_workers.WorkerShape(2, 1.0, 0.0)
+    assert shape(None, None, {"CPU": 64, "GPU": 8}, [64], 3).count == 3  # never more workers than files
+    assert shape(4, None, {"CPU": 48}, [16, 16, 16], 100).cpus == 12.0
+    assert shape(2, None, {"CPU": 48}, [16, 16, 16], 100).cpus == 16.0  # fits a node
     with pytest.raises(UsageError, match="no GPUs"):
-        shape(distributed.RayConfig(gpus_per_worker=1), {"CPU": 8}, [8], 10)
+        shape(None, 1, {"CPU": 8}, [8], 10)
 
 
 def test_ray_options_need_the_ray_executor():
@@ -201,3 +200,36 @@ def test_remove_temp_files_of_one_process(tmp_path):
         path.touch()
     assert atomic.remove_temp_files(output, 41, "node-a") == [mine]
     assert not mine.exists() and all(p.exists() for p in others)
+
+
+def test_a_worker_edits_with_the_drivers_plan_and_settings(setup, data_dir, tmp_path, monkeypatch):
+    """A Ray worker gets the emotion plan (the vectors) and the settings hash from the driver: it looks for
+    neither the bank nor emotion2vec (this weights folder has neither), decodes no speech clip, and stamps its
+    output with the driver's settings. The worker runs in this process: the same class Ray runs as an actor."""
+    import logging
+
+    from cmet_cli import fingerprint, speech
+    from cmet_cli.timeline import Keyframe
+
+    def no_decode(path):
+        raise AssertionError(f"a worker decoded {path}")
+
+    monkeypatch.setattr(speech, "_decode_speech", no_decode)
+    monkeypatch.setenv("CMET_HOME", str(tmp_path / "empty-cache"))  # no installed bank to fall back on
+    clip = sorted((data_dir / "speech" / "sad").glob("*.wav"))[0]
+    options = replace(setup["options"], preset=None, emotion_speech=(clip,), bank_dir=None)
+    vector = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
+    plan, settings = [Keyframe(0.0, vector, clip.name, float(np.linalg.norm(vector)))], "5e771e65" * 8
+    job = batch.Job(setup["inputs"] / "a.mp4", tmp_path / "a.mp4")
+    level = logging.getLogger("cmet").level
+    try:
+        worker = ray_workers.Worker(options, plan, settings)
+        info = worker.ready([job])
+        result = worker.edit(job)
+    finally:
+        logging.getLogger("cmet").setLevel(level)
+    assert info.error is None and result.status == "done", (info, result)
+    assert worker.prepared.editor.models.emotion is None  # loaded without the bank and emotion2vec
+    assert result.vector_norm == pytest.approx(float(np.linalg.norm(vector)), rel=1e-6)
+    stamp = fingerprint.parse(media.container_tags(job.output).get(fingerprint.TAG))
+    assert stamp is not None and stamp.settings == settings

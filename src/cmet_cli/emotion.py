@@ -2,7 +2,7 @@
 semantic vector, intensity applied.
 
 The plan needs speech embeddings and the preset bank, not the generator: ``emotion_plan`` takes them as
-functions (``Models.embed``, ``Models.preset_bank``), so that a plan is computed once and then handed,
+functions (``models.EmotionSources.embed``/``bank``), so that a plan is computed once and then handed,
 as a plain picklable list of ``timeline.Keyframe``, to whoever renders (``Editor(plan=...)``).
 """
 from __future__ import annotations
@@ -39,3 +39,12 @@ def emotion_plan(options: EditOptions, embed: Embed, bank: Bank) -> list[timelin
 
     keys = [(cue.time, cue.label, vector(cue.emotion)) for cue in options.cues()]
     return [timeline.Keyframe(t, options.intensity * v, label, float(np.linalg.norm(v))) for t, label, v in keys]
+
+
+def standalone_plan(options: EditOptions) -> list[timeline.Keyframe]:
+    """The plan from the bank and (for speech clips) emotion2vec on the CPU, with no generator loaded: a Ray
+    driver computes it once and sends it to every worker."""
+    from .models import emotion_sources
+
+    sources = emotion_sources(options)
+    return emotion_plan(options, sources.embed, sources.bank)

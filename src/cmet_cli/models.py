@@ -27,16 +27,59 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class EmotionSources:
+    """What an emotion plan is computed from: the preset bank and emotion2vec+large, loaded on first use
+    (only runs with speech clips need it). Each clip is decoded and embedded once (keyed by path, mtime, size)."""
+
+    preset_bank: dict[str, np.ndarray] | None = None
+    speech_path: Path | None = None
+    device: torch.device | str = "cpu"
+    _speech: Emotion2Vec | None = None
+    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
+
+    def bank(self) -> dict[str, np.ndarray]:
+        if self.preset_bank is None:
+            raise CmetError("the preset bank is not installed: run `cmet download-weights` or pass --bank")
+        return self.preset_bank
+
+    def speech(self) -> Emotion2Vec:
+        if self._speech is None:
+            from .speech import Emotion2Vec
+
+            if self.speech_path is None:
+                raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
+            self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
+        return self._speech
+
+    def embed(self, clip: Path) -> np.ndarray:
+        """The emotion2vec embedding of a speech clip."""
+        from .speech import clip_key, load_speech
+
+        key = clip_key(clip)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
+        return self._embeddings[key]
+
+
+def emotion_sources(options: EditOptions, device: torch.device | str = "cpu") -> EmotionSources:
+    """The bank and emotion2vec that the options' emotions need, nothing else (no generator): what a Ray
+    driver computes the plan from. A WeightsError says how to get a missing file."""
+    from .presets import load_bank
+
+    speech_path, bank_path = weights.emotion_files(options.weights_dir, need_speech=needs_speech(options),
+                                                   need_bank=needs_bank(options), bank_dir=options.bank_dir)
+    return EmotionSources(load_bank(bank_path) if bank_path else None, speech_path, device)
+
+
+@dataclass
 class Models:
-    """The networks of one run, loaded once."""
+    """The networks of one run, loaded once; ``emotion``: what its emotion plan is made from (None when the
+    plan was computed elsewhere)."""
 
     generator: EDTalkGenerator
     connector: Connector
     runtime: Runtime
-    bank: dict[str, np.ndarray] | None = None
-    speech_path: Path | None = None
-    _speech: Emotion2Vec | None = None
-    _embeddings: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)  # by ``speech.clip_key``
+    emotion: EmotionSources | None = None
 
     @property
     def device(self) -> torch.device:
@@ -51,33 +94,10 @@ class Models:
     def crop_size(self) -> int:
         return self.generator.config.size
 
-    def preset_bank(self) -> dict[str, np.ndarray]:
-        if self.bank is None:
-            raise CmetError("the preset bank is not installed: run `cmet download-weights` or pass --bank")
-        return self.bank
 
-    def speech(self) -> Emotion2Vec:
-        """emotion2vec+large, loaded on first use (only runs with --emotion-speech need it)."""
-        if self._speech is None:
-            from .speech import Emotion2Vec
-
-            if self.speech_path is None:
-                raise CmetError("emotion2vec+large is not installed: run `cmet download-weights` or pass --weights-dir")
-            self._speech = Emotion2Vec.from_file(self.speech_path).to(self.device).eval()
-        return self._speech
-
-    def embed(self, clip: Path) -> np.ndarray:
-        """The emotion2vec embedding of a speech clip: decoded and embedded once (keyed by path, mtime, size)."""
-        from .speech import clip_key, load_speech
-
-        key = clip_key(clip)
-        if key not in self._embeddings:
-            self._embeddings[key] = self.speech().embed(load_speech(clip)).cpu().numpy()
-        return self._embeddings[key]
-
-
-def load_models(options: EditOptions) -> Models:
-    """The generator and connector on the options' device (and the bank, if the run needs one)."""
+def load_models(options: EditOptions, *, emotion: bool = True) -> Models:
+    """The generator and connector on the options' device, and (``emotion``) what the emotion plan is made
+    from; without it (the plan was computed elsewhere) neither the bank nor emotion2vec is looked for."""
     import torch
 
     from .checkpoint import read_checkpoint
@@ -85,7 +105,7 @@ def load_models(options: EditOptions) -> Models:
     from .render import EDTalkGenerator, generator_config
     from .transfer import Connector
 
-    paths = weight_paths(options)
+    paths = weight_paths(options, emotion=emotion)
     device = pick_device(options.device)
     state = read_checkpoint(paths.edtalk, "gen")
     generator = EDTalkGenerator(generator_config(state))
@@ -98,17 +118,27 @@ def load_models(options: EditOptions) -> Models:
     if options.compile:
         generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
         generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
-    bank = load_bank(paths.bank) if paths.bank else None
+    sources = EmotionSources(load_bank(paths.bank) if paths.bank else None, paths.emotion2vec, device) if emotion else None
     runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
-    return Models(generator, connector, runtime, bank, paths.emotion2vec)
+    return Models(generator, connector, runtime, sources)
 
 
-def weight_paths(options: EditOptions) -> weights.WeightPaths:
-    """The checkpoint files (and bank) the run's options need; a WeightsError says how to get missing ones."""
-    need_speech = bool(options.emotion_speech or options.neutral_speech
-                       or any(isinstance(cue.emotion, Speech) for cue in options.at))
-    need_bank = bool(options.preset or not options.neutral_speech or options.at)
-    return weights.resolve(options.weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=options.bank_dir)
+def weight_paths(options: EditOptions, *, emotion: bool = True) -> weights.WeightPaths:
+    """The checkpoint files (and, with ``emotion``, the bank and emotion2vec) the run's options need; a
+    WeightsError says how to get missing ones."""
+    return weights.resolve(options.weights_dir, need_speech=emotion and needs_speech(options),
+                           need_bank=emotion and needs_bank(options), bank_dir=options.bank_dir)
+
+
+def needs_speech(options: EditOptions) -> bool:
+    """Whether the options' emotions use speech clips (and so emotion2vec)."""
+    return bool(options.emotion_speech or options.neutral_speech
+                or any(isinstance(cue.emotion, Speech) for cue in options.at))
+
+
+def needs_bank(options: EditOptions) -> bool:
+    """Whether they use the preset bank: a preset, or the bank's neutral clips as the reference."""
+    return bool(options.preset or not options.neutral_speech or options.at)
 
 
 def load_strict(module: nn.Module, state: dict, path: Path) -> None:

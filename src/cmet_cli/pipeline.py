@@ -18,15 +18,17 @@ vectors, from speech embeddings and the bank) and the face detector. ``Editor.ed
    (``atomic``) once the output is verified.
 
 Both passes stream: memory does not grow with the video's length. ``edit_video`` is the one-call API;
-``batch`` runs an ``Editor`` over many files.
+``runner`` runs an ``Editor`` over many files (``batch`` plans them, ``distributed`` spreads them over Ray).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import faces, media, presets, timeline
 from .emotion import emotion_plan
@@ -56,29 +58,46 @@ class EditResult:
     code_change: float | None = None  # mean |edited - original| of the expression codes
     vector_norm: float | None = None  # norm of the semantic vector used (mean over frames)
     warnings: list[str] = field(default_factory=list)
+    traceback: str | None = None  # of an internal error: shown with -v, not part of the report
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return {k: v for k, v in self.__dict__.items() if k != "traceback"}
 
 
 class Editor:
     """Loads the models once, then edits files one after another.
 
-    ``models``: networks already loaded; ``plan``: the emotion plan already computed (``emotion.emotion_plan``;
-    else made from ``models`` by ``load``); ``face_editor``: renders the crops instead of C-MET.
+    ``models``: networks already loaded, or ``load_models``: how to load them (default ``models.load_models``);
+    ``plan``: the emotion plan already computed (``emotion.emotion_plan``; else made from the models' emotion
+    sources by ``load``); ``settings``: the settings hash already computed (``Editor.settings``), so that no
+    weight file needs to be found here to stamp outputs; ``face_editor``: renders the crops instead of C-MET.
     """
 
     def __init__(self, options: EditOptions, *, models: Models | None = None,
-                 plan: Sequence[timeline.Keyframe] | None = None, face_editor: FaceEditor | None = None,
-                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+                 load_models: Callable[[EditOptions], Models] | None = None,
+                 plan: Sequence[timeline.Keyframe] | None = None, settings: str | None = None,
+                 face_editor: FaceEditor | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> None:
         self.options = options.validate()
         self.progress = progress
         self.cancel = cancel or CancelToken()  # shared by the per-thread copies of a batch run
         self._face_editor = face_editor
+        self._load_models = load_models
         self.models = models
         self.plan: list[timeline.Keyframe] | None = None if plan is None else list(plan)
         self._detector = None
-        self._settings: str | None = None
+        self._settings = settings
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.models is not None and self.models.device.type != "cpu"
+
+    def for_thread(self) -> Editor:
+        """A copy for another thread: the models, plan and cancel token are shared, the face detector is not
+        (OpenCV's cascade classifier must not be used from two threads at once)."""
+        clone = copy.copy(self)
+        clone._detector = None
+        return clone
 
     def detector_kind(self) -> str:
         """``fan`` or ``cascade``: what ``--detector`` resolves to here (``box`` with a fixed box)."""
@@ -93,7 +112,11 @@ class Editor:
         return []
 
     def stamp(self, input: Path) -> Stamp:
-        """The settings and input record written into (and compared with) the output of ``input``.
+        """The settings and input record written into (and compared with) the output of ``input``."""
+        return Stamp(self.settings(), input_identity(input))
+
+    def settings(self) -> str:
+        """The hash of everything that shapes the edit's pixels (``fingerprint.settings_record``).
 
         Needs the weights to be found (their content is hashed once per process), not loaded.
         """
@@ -113,7 +136,7 @@ class Editor:
                     files, record = {}, {"models": "given"}  # networks handed in by the caller
             record |= settings_record(self.options, files, self.detector_kind())
             self._settings = settings_hash(record)
-        return Stamp(self._settings, input_identity(input))
+        return self._settings
 
     def load(self) -> None:
         """The models, the emotion plan (each unless given) and the face detector: once, before the first edit."""
@@ -121,7 +144,8 @@ class Editor:
             started = time.perf_counter()
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 0, 1)
-            self.models = load_models(self.options)
+            load = self._load_models or partial(load_models, emotion=self.plan is None)
+            self.models = load(self.options)
             self._make_plan()
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 1, 1)
@@ -133,7 +157,10 @@ class Editor:
     def _make_plan(self) -> None:
         """The emotion plan from the loaded models' embeddings and bank, unless it was given."""
         if self.models is not None and self.plan is None:
-            self.plan = emotion_plan(self.options, self.models.embed, self.models.preset_bank)
+            sources = self.models.emotion
+            if sources is None:
+                raise CmetError("no emotion plan: the models were loaded without the bank and emotion2vec")
+            self.plan = emotion_plan(self.options, sources.embed, sources.bank)
 
     def detector(self):
         if self._detector is None and not self.options.box:

@@ -174,3 +174,30 @@ def strength_line(result) -> str:
     weak = " (weak)" if result.vector_norm is not None and result.vector_norm < WEAK_NORM else ""
     return (f"{result.output}: expression change {result.code_change:.4f} (mean |Δ code|), "
             f"semantic vector norm {result.vector_norm:.2f}{weak}")
+
+
+def installed_names(bank_dir: Path | None, weights_dir: Path | None) -> set[str] | None:
+    """The preset names of the bank a run would use, or None when the bank cannot be found yet."""
+    from . import weights
+
+    try:
+        folder = weights.bank_folder(bank_dir, weights_dir, verify=False)
+    except CmetError:
+        return None
+    if not folder.is_dir():
+        return None
+    return {p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("*.npy"))}
+
+
+def check_presets(options) -> None:
+    """An unknown preset name of an edit's options (``EditOptions``) is a usage error, found before any
+    model loads."""
+    from .options import Preset
+
+    names = [cue.emotion.name for cue in options.cues() if isinstance(cue.emotion, Preset)]
+    if not names:
+        return
+    known = installed_names(options.bank_dir, options.weights_dir) or set(PRESETS)
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(known))} (see `cmet emotions`)")

@@ -1,11 +1,10 @@
-"""``cmet edit`` and ``cmet preview``: the thin layer over ``batch``/``distributed`` and ``preview`` that parses,
-reports and sets the exit code. The heavy modules load inside the commands, so that ``--help`` stays light."""
+"""``cmet edit`` and ``cmet preview``: the thin layer over ``runner``/``distributed`` and ``preview`` that parses,
+hands the run to a ``report.Reporter`` and sets the exit code. The heavy modules load inside the commands, so that ``--help`` stays light."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -15,10 +14,9 @@ from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_OPTIONS, 
                      CueType, DurationType, _message, option_group)
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from ..batch import Ignored, Job
+    from ..batch import Ignored, Plan
     from ..pipeline import EditResult
+    from ..runner import LoadModels
 
 EDIT_SECTIONS = {
     "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
@@ -92,9 +90,10 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
       cmet edit talk.mp4 -o side-by-side.mp4 --preset happy --intensity 1.5 --compare -v
       cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
     """
-    from .. import batch, distributed
+    from .. import batch, distributed, presets, runner
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
+    from ..report import Reporter
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
@@ -108,79 +107,58 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             allow_damaged=allow_damaged,
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
-        batch.check_presets(options)
+        presets.check_presets(options)
         scanned = batch.scan(inputs, output, recursive=recursive)
-        jobs_list = scanned.jobs
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
         _fail(f"{exc.filename or output}: {exc.strerror or exc}")
-    finished: list[EditResult] = []
-    on_result = _result_printer(finished, as_json, verbose, console)
+    reporter = Reporter(console, len(scanned.jobs), quiet=quiet, verbose=verbose, as_json=as_json)
     try:
-        if ray_config is not None:
-            results = distributed.run(jobs_list, options, ray_config, quiet=quiet, verbose=verbose,
-                                      show_progress=not (quiet or as_json), on_result=on_result, console=console)
-        else:
-            results = batch.run(jobs_list, options, jobs_at_once=jobs, quiet=quiet, verbose=verbose,
-                                show_progress=not (quiet or as_json), on_result=on_result, console=console)
+        with reporter:
+            if ray_config is not None:
+                results = distributed.run(scanned.jobs, options, ray_config, reporter=reporter, verbose=verbose)
+            else:
+                results = runner.run(scanned.jobs, options, reporter=reporter, jobs_at_once=jobs,
+                                     load_models=injected_loader())
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        _interrupted(exc, jobs_list, report, finished, scanned.ignored)
-    _report(results, report, scanned.ignored, as_json=as_json, quiet=quiet, console=console)
-
-
-def _result_printer(finished: list[EditResult], as_json: bool, verbose: int,
-                    console: Console) -> Callable[[EditResult], None]:
-    """What ``edit`` does with each result as it comes: keeps it (for the report an interrupt still writes),
-    prints it as a JSON line, and with -v its strength line."""
-
-    def on_result(result: EditResult) -> None:
-        from ..presets import strength_line
-
-        finished.append(result)
-        if as_json:
-            click.echo(json.dumps(result.as_dict()))
-        if verbose and result.status == "done":  # through the bars' console: printed above them, not over them
-            from rich.text import Text
-
-            console.print(Text(strength_line(result)), soft_wrap=True, highlight=False)
-
-    return on_result
-
-
-def _interrupted(exc: KeyboardInterrupt, jobs_list: list[Job], report: Path | None, finished: list[EditResult],
-                 ignored: list[Ignored]) -> NoReturn:
-    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report what finished, exit 128+N."""
-    from .. import batch
-    from ..errors import CmetError
-
-    code = exc.code if isinstance(exc, Terminated) else 130
-    batch.clean_up(jobs_list)
-    if report:  # what finished before the interrupt, for scripts that resume
-        try:
-            batch.write_report(report, finished, interrupted=True, ignored=ignored)
-        except CmetError:
-            pass
-    click.echo("interrupted: unfinished outputs were removed", err=True)
-    sys.exit(code)
-
-
-def _report(results: list[EditResult], report: Path | None, ignored: list[Ignored], *, as_json: bool, quiet: bool,
-            console: Console) -> NoReturn:
-    """The end of ``edit``: the JSON report, the summary table, and the exit code (1 if any input failed)."""
-    from .. import batch
-    from ..errors import CmetError
-
+        _interrupted(exc, scanned, report, reporter.finished)
     if report:
-        try:
-            batch.write_report(report, results, ignored=ignored)
-        except CmetError as exc:
-            _fail(str(exc))
-    if not as_json and not quiet:
-        batch.summary(results, console, ignored)
+        _write_report(report, results, scanned.ignored)
+    reporter.summary(results, scanned.ignored)
     sys.exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+def injected_loader() -> LoadModels | None:
+    """A model loader handed in by whoever invoked the command (``main(obj={"load_models": fn})``: tests share
+    loaded networks between in-process runs, an application its own); None: the runner loads them itself."""
+    obj = click.get_current_context().obj
+    return obj.get("load_models") if isinstance(obj, dict) else None
+
+
+def _interrupted(exc: KeyboardInterrupt, scanned: Plan, report: Path | None, finished: list[EditResult]) -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report what finished, exit 128+N."""
+    from .. import runner
+
+    runner.clean_up(scanned.jobs)
+    if report:  # what finished before the interrupt, for scripts that resume
+        _write_report(report, finished, scanned.ignored, interrupted=True)
+    click.echo("interrupted: unfinished outputs were removed", err=True)
+    sys.exit(exc.code if isinstance(exc, Terminated) else 130)
+
+
+def _write_report(path: Path, results: list[EditResult], ignored: list[Ignored], *, interrupted: bool = False) -> None:
+    """The JSON report; after an interrupt, one that cannot be written is not a second error."""
+    from ..errors import CmetError
+    from ..report import write_report
+
+    try:
+        write_report(path, results, interrupted=interrupted, ignored=ignored)
+    except CmetError as exc:
+        if not interrupted:
+            _fail(str(exc))
 
 
 @click.command(cls=CmetCommand,
@@ -211,6 +189,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     """
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
+    from ..pipeline import Editor
     from ..preview import contact_sheet
 
     _setup_logging(0, quiet)
@@ -221,7 +200,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
         options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech),
                               intensity=intensity, bank_dir=bank_dir, weights_dir=weights_dir, device=device,
                               detector=detector, box=box, overwrite=overwrite).validate()
-        path = contact_sheet(input, output, options, n_frames)
+        path = contact_sheet(input, output, options, n_frames, editor=Editor(options, load_models=injected_loader()))
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except CmetError as exc:

@@ -18,10 +18,10 @@ from .cache import (Status, absent_line, check, fails, home, installed_path, mis
 from .hub import hub_download
 from .install import download, fetch_url, install_from
 from .lock import LockEntry, folder_names, load_lock, lock_path, offline_advice
-from .paths import CHECKPOINT_NAMES, WeightPaths, bank_folder, find_in_folder, resolve
+from .paths import CHECKPOINT_NAMES, WeightPaths, bank_folder, emotion_files, find_in_folder, resolve
 
 __all__ = [
-    "CHECKPOINT_NAMES", "LockEntry", "Status", "WeightPaths", "absent_line", "bank_folder", "check", "download",
+    "CHECKPOINT_NAMES", "LockEntry", "Status", "WeightPaths", "absent_line", "bank_folder", "check", "download", "emotion_files",
     "fails", "fetch_url", "find_in_folder", "folder_names", "home", "hub_download", "install_from", "installed_path",
     "load_lock", "lock_path", "missing_message", "offline_advice", "read_records", "require", "resolve",
     "sha256_file", "sha256_tree", "state_text", "status_line",

@@ -60,22 +60,30 @@ def resolve(
     """Find every checkpoint a run needs: in ``weights_dir`` (official names) or the verified cache."""
     weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
     lock = lock or load_lock()
+    emotion2vec, bank = emotion_files(weights_dir, need_speech=need_speech, need_bank=need_bank, bank_dir=bank_dir,
+                                      lock=lock)
+    return WeightPaths(edtalk=checkpoint("edtalk", weights_dir, lock), connector=checkpoint("connector", weights_dir, lock),
+                       emotion2vec=emotion2vec, bank=bank)
 
-    def pick(name: str) -> Path:
-        if weights_dir:
-            found = find_in_folder(lock[name], weights_dir)
-            if found is not None:
-                return found
-            raise WeightsError(
-                f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found (--weights-dir expects the official file names: "
-                f"{', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
-            )
-        return require(lock[name])
 
+def emotion_files(weights_dir: str | Path | None = None, *, need_speech: bool = False, need_bank: bool = True,
+                  bank_dir: str | Path | None = None,
+                  lock: dict[str, LockEntry] | None = None) -> tuple[Path | None, Path | None]:
+    """(emotion2vec, preset bank): what an emotion plan is computed from, each only if needed."""
+    weights_dir = weights_dir or os.environ.get("CMET_WEIGHTS_DIR") or None
+    lock = lock or load_lock()
     bank = bank_folder(bank_dir, weights_dir, lock, verify=True) if need_bank else None
-    return WeightPaths(
-        edtalk=pick("edtalk"),
-        connector=pick("connector"),
-        emotion2vec=pick("emotion2vec") if need_speech else None,
-        bank=bank,
-    )
+    return (checkpoint("emotion2vec", weights_dir, lock) if need_speech else None), bank
+
+
+def checkpoint(name: str, weights_dir: str | Path | None, lock: dict[str, LockEntry]) -> Path:
+    """A checkpoint of ``models.lock`` by entry name: from ``weights_dir`` (official names), else the verified cache."""
+    if weights_dir:
+        found = find_in_folder(lock[name], weights_dir)
+        if found is not None:
+            return found
+        raise WeightsError(
+            f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found (--weights-dir expects the official file names: "
+            f"{', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
+        )
+    return require(lock[name])
