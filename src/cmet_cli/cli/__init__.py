@@ -1,4 +1,5 @@
-"""The ``cmet`` command: a thin layer over ``cmet_cli.pipeline`` that parses, reports and sets exit codes.
+"""The ``cmet`` command: a thin layer over the library (``runner``, ``distributed``, ``preview``, ``weights``) that
+parses, reports and sets exit codes.
 
 Exit codes: 0 every input done or skipped; 1 some input failed; 2 usage error; 130/143 interrupted
 (SIGINT/SIGTERM). Heavy libraries (torch, huggingface_hub, face-alignment) load only inside commands.
