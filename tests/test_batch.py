@@ -218,7 +218,7 @@ def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code
     for name in finished:
         face_clip(src / name, seconds=0.1)
     for name in ("b_long.mp4", "c_long.mp4")[:jobs]:
-        face_clip(src / name, seconds=4.0)
+        face_clip(src / name, seconds=12.0)  # long enough to still be mid-write when the signal is handled, under load
     proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
                         "--report", report, *BOX, *model_args(weights))
     long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
