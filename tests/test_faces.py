@@ -51,7 +51,7 @@ def test_paste_leaves_pixels_outside_mask_untouched():
     rendered = np.zeros((256, 256, 3), np.uint8)
     mask = faces.face_mask()
     out = faces.paste(frame, rendered, box, mask)
-    alpha = faces._resize(mask, box.side)
+    alpha = faces.cropping._resize(mask, box.side)
     untouched = np.ones(frame.shape[:2], bool)
     region = untouched[50:250, 0:170]
     region[alpha[:, 30:] > 0] = False
