@@ -43,7 +43,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/bench_edit.py --frames 50 --device cpu
+	$(BIN)/python -m benchmarks.bench_edit --frames 50 --device cpu
 
 clean:
 	rm -rf demo-out .pytest_cache

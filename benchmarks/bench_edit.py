@@ -1,8 +1,11 @@
 """Benchmark of the real edit pipeline (``cmet edit``) on a clip made from the MEAD sample.
 
-    python benchmarks/bench_edit.py --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
-    python benchmarks/bench_edit.py --rss-scaling [--device cpu]
-    python benchmarks/bench_edit.py --media-only --frames 10 --size 2160p
+    python -m benchmarks.bench_edit --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
+    python -m benchmarks.bench_edit --rss-scaling [--device cpu]
+    python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p
+
+from the repository root: the benchmark is a module of the ``benchmarks`` package, and takes its stand-in
+weights and the ``IdentityEditor`` from the ``tests`` package beside it.
 
 The clip is ``tests/data/video/W009_038.mp4`` (the MEAD sample, a 256² face crop) scaled to the frame height,
 centred on a grey canvas of the requested size, and looped to ``--frames`` frames (25 fps, with its
@@ -55,6 +58,7 @@ PRESET = "sarcastic"
 SMALL_SIZE = 8  # crop size of the --small-model generator
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 RSS_SECONDS = (10, 60)
+MODULE = "benchmarks.bench_edit"  # how this file runs: python -m MODULE, from ROOT
 REQUIRED_KEYS = ("device", "precision", "frames", "gflop_per_frame", "network_fps", "end_to_end_fps",
                  "overhead_ratio", "peak_rss_mb", "peak_device_mb")
 
@@ -80,15 +84,6 @@ def default_cache() -> Path:
     return Path(os.environ.get("CMET_BENCH_CACHE") or Path.home() / ".cache" / "cmet-bench")
 
 
-def _standin_module():
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        import standin  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
-    return standin
-
-
 def standin_weights(cache: Path, size: int) -> Path:
     """Stand-in checkpoints for a generator of ``size``² in ``cache``, written once (atomically)."""
     target = cache / f"standin-{size}"
@@ -97,7 +92,9 @@ def standin_weights(cache: Path, size: int) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-", dir=cache))
     try:
-        _standin_module().write_weights(tmp, size=size)
+        from tests.standin import write_weights
+
+        write_weights(tmp, size=size)
         try:
             tmp.rename(target)
         except OSError:  # written meanwhile by another run
@@ -421,9 +418,11 @@ def cpu_model() -> str:
 
 
 def measure(spec: RunSpec) -> dict:
-    """Run one measurement in a fresh Python process; its last stdout line is the JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(asdict(spec))]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    """Run one measurement in a fresh Python process; its last stdout line is the JSON result.
+
+    The child runs this module from the repository root, where ``benchmarks`` and ``tests`` are packages."""
+    cmd = [sys.executable, "-m", MODULE, "--child", json.dumps(asdict(spec))]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"benchmark run failed (exit {proc.returncode})")
@@ -500,7 +499,7 @@ def media_only(clip: Path) -> dict:
     from cmet_cli.options import EditOptions
     from cmet_cli.pipeline import Editor
 
-    IdentityEditor = _standin_module().IdentityEditor
+    from tests.standin import IdentityEditor
 
     info = media.probe(clip)
     side = int(info.height * 0.8)  # about the crop of the face scaled to the frame height
@@ -541,7 +540,7 @@ def rss_report(short: dict, long: dict) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=50, help="clip length in frames at 25 fps (default 50: 2 s)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
@@ -566,6 +565,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not __package__:  # run as a file: ``tests`` (stand-in weights, clips) is then not importable
+        raise SystemExit(f"run the benchmark as a module, from the repository root: python -m {MODULE} [options]")
     args = parse_args(argv)
     if args.child:
         print(json.dumps(run_child(RunSpec(**json.loads(args.child)))), flush=True)

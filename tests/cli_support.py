@@ -23,7 +23,7 @@ from cmet_cli import media
 from cmet_cli.models import Models, load_models
 from cmet_cli.options import EditOptions
 
-from clips import SAMPLE, ffmpeg
+from .clips import SAMPLE, ffmpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = SAMPLE.parents[1] / "features"
@@ -77,7 +77,7 @@ def leftovers(folder: Path) -> list[str]:
 
 def standin_weights(tmp_path_factory) -> Path:
     """The 64² generator and the full connector in the official formats, written once per session."""
-    from standin import write_weights
+    from .standin import write_weights
 
     root = tmp_path_factory.getbasetemp() / "standin-64"
     if not (root / ".complete").exists():

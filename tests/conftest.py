@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-pytest_plugins = ["summary_plugin"]  # the run's last line: what ran, what was skipped and why
+pytest_plugins = ["tests.summary_plugin"]  # the run's last line: what ran, what was skipped and why
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
@@ -26,7 +26,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def seeded() -> ModuleType:
     """The stand-in weight rule (``tests/seeded.py``): weights and golden arrays by case name."""
-    import seeded as module
+    from . import seeded as module
 
     return module
 
@@ -34,7 +34,7 @@ def seeded() -> ModuleType:
 @pytest.fixture(scope="session")
 def small_weights(tmp_path_factory) -> Path:
     """Stand-in checkpoints of the small configuration (64² generator, full connector), written once per session."""
-    from cli_support import standin_weights
+    from .cli_support import standin_weights
 
     return standin_weights(tmp_path_factory)
 

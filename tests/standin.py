@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-import seeded
+from . import seeded
 from cmet_cli import faces
 
 

@@ -16,9 +16,9 @@ from cmet_cli import media
 from cmet_cli.errors import MediaError
 from cmet_cli.speech import SAMPLE_RATE, load_speech
 
-from cli_support import (BANK, BOX, assert_one_line_failure, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
+from .cli_support import (BANK, BOX, assert_one_line_failure, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
                          pattern_clip, two_faces_clip, weights)
-from clips import ffmpeg
+from .clips import ffmpeg
 
 
 
@@ -258,7 +258,7 @@ def test_speech_resampled(tmp_path, clip, weights, fast_models, kind):
 @pytest.fixture(scope="module")
 def speech_weights(tmp_path_factory, weights):
     """The small stand-in model plus the stand-in emotion2vec+large (1.25 GB: written once, removed after)."""
-    import seeded
+    from . import seeded
 
     root = tmp_path_factory.mktemp("speech-weights")
     for path in weights.iterdir():

@@ -15,9 +15,9 @@ from cmet_cli import atomic, batch, media, pipeline, runner
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
 
-from cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
+from .cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
                          pattern_clip, wait_for, weights)
-from standin import IdentityEditor
+from .standin import IdentityEditor
 
 
 def digest(path: Path) -> str:
@@ -123,7 +123,7 @@ def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
 
 def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, weights, fast_models):
     """An existing output is skipped only when it was made from this input with these settings."""
-    from clips import ffmpeg
+    from .clips import ffmpeg
 
     from cmet_cli import fingerprint
 

@@ -1,46 +1,33 @@
-"""The benchmark (benchmarks/bench_edit.py) in CI size, and the cost per edited frame of a real run at 256²."""
+"""The benchmark (``python -m benchmarks.bench_edit``) in CI size, and the cost per edited frame of a real run at 256²."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from benchmarks import bench_edit
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "bench_edit.py"
 GFLOP_PER_FRAME_TARGET = 85.0  # at 256², against ~197 for the official C-MET loop
 
 
-def _bench_module() -> ModuleType:
-    if "bench_edit" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_edit", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_edit"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_edit"]
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return _bench_module()
-
-
 def _run_script(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900)
+    """The benchmark as its users run it: a module, from the repository root."""
+    proc = subprocess.run([sys.executable, "-m", bench_edit.MODULE, *args], capture_output=True, text=True, timeout=900,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_benchmark_ci_size(data_dir: Path, bench: ModuleType, tmp_path: Path) -> None:
+def test_benchmark_ci_size(data_dir: Path, tmp_path: Path) -> None:
     """A 5-frame 256² clip with the smallest generator: the last line is the JSON report, with sane values."""
     report = _run_script("--frames", "5", "--device", "cpu", "--size", "256x256", "--small-model",
                          "--cache-dir", str(tmp_path))
-    assert set(bench.REQUIRED_KEYS) <= set(report)
+    assert set(bench_edit.REQUIRED_KEYS) <= set(report)
     assert report["device"] == "cpu" and report["precision"] == "fp32"
     assert report["frames"] == 5 and report["edited_frames"] == 5
     assert 0.1 < report["gflop_per_frame"] < 5.0  # an 8² generator: ~0.9 GFLOP, plus the connector
@@ -59,32 +46,32 @@ def test_media_only_times_the_edit_without_networks(data_dir: Path, tmp_path: Pa
     assert report["media_only_s"] > 0 and report["media_only_fps"] == pytest.approx(3 / report["media_only_s"], rel=0.01)
 
 
-def test_clip_is_upscaled_and_looped(data_dir: Path, bench: ModuleType, tmp_path: Path) -> None:
+def test_clip_is_upscaled_and_looped(data_dir: Path, tmp_path: Path) -> None:
     from cmet_cli import media
 
-    info = media.probe(bench.make_clip(tmp_path, 200, (320, 180)))  # longer than the 175-frame sample
+    info = media.probe(bench_edit.make_clip(tmp_path, 200, (320, 180)))  # longer than the 175-frame sample
     assert (info.width, info.height, info.frame_count, float(info.fps)) == (320, 180, 200, 25.0)
     assert info.has_audio
 
 
-def test_sizes_and_rss_report(bench: ModuleType) -> None:
-    assert bench.parse_size("720p") == (1280, 720) and bench.parse_size("256x256") == (256, 256)
-    assert bench.parse_size("2160p") == (3840, 2160)
+def test_sizes_and_rss_report() -> None:
+    assert bench_edit.parse_size("720p") == (1280, 720) and bench_edit.parse_size("256x256") == (256, 256)
+    assert bench_edit.parse_size("2160p") == (3840, 2160)
     with pytest.raises(argparse.ArgumentTypeError):
-        bench.parse_size("255x256")
+        bench_edit.parse_size("255x256")
     short = {"peak_rss_mb": 500.0, "run_peak_rss_mb": 400.0, "frames": 250}
     long = {"peak_rss_mb": 520.0, "run_peak_rss_mb": 410.0, "frames": 1500}
-    report = bench.rss_report(short, long)
+    report = bench_edit.rss_report(short, long)
     assert report["frames"] == 1500 and report["rss_ratio"] == pytest.approx(1.04)
     assert report["run_rss_ratio"] == pytest.approx(1.025)
 
 
-def test_flops_per_edited_frame_at_256(data_dir: Path, bench: ModuleType, tmp_path: Path) -> None:
+def test_flops_per_edited_frame_at_256(data_dir: Path, tmp_path: Path) -> None:
     """FlopCounterMode over every CmetEditor call of a real 3-frame edit with the full-size generator."""
-    weights = bench.standin_weights(tmp_path, 256)
-    clip = bench.make_clip(tmp_path, 3, (256, 256))
-    spec = bench.RunSpec(str(clip), str(weights), "cpu", "fp32", None, network_only=False, warm_up=False)
-    raw = bench.run_child(spec)
+    weights = bench_edit.standin_weights(tmp_path, 256)
+    clip = bench_edit.make_clip(tmp_path, 3, (256, 256))
+    spec = bench_edit.RunSpec(str(clip), str(weights), "cpu", "fp32", None, network_only=False, warm_up=False)
+    raw = bench_edit.run_child(spec)
     assert raw["face_frames"] == 3
     gflop = raw["flops"] / raw["face_frames"] / 1e9
     assert 40.0 < gflop <= GFLOP_PER_FRAME_TARGET, f"{gflop:.1f} GFLOP per edited frame"

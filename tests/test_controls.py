@@ -23,8 +23,8 @@ from cmet_cli.emotion import emotion_plan
 from cmet_cli.face_editor import CmetEditor
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
-from clips import composite
-from media_checks import audio_packets
+from .clips import composite
+from .media_checks import audio_packets
 
 CANVAS, OFFSET = "384x320", (64, 32)
 BOX = (64, 32, 256, 256)

@@ -14,9 +14,9 @@ import pytest
 
 from cmet_cli import media
 
-from clips import composite
-from media_checks import audio_packets
-from standin import write_weights
+from .clips import composite
+from .media_checks import audio_packets
+from .standin import write_weights
 
 OFFSET = (600, 200)
 
@@ -70,7 +70,7 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
     from cmet_cli.models import load_models
     from cmet_cli.options import EditOptions
 
-    from cli_support import BANK, BOX, face_clip
+    from .cli_support import BANK, BOX, face_clip
 
     options = EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu",
                           box=tuple(int(v) for v in BOX[1].split(",")))

@@ -9,7 +9,7 @@ from cmet_cli.errors import NoFaceError, UsageError
 from cmet_cli.options import EditOptions
 from cmet_cli.stream import track
 
-from clips import composite
+from .clips import composite
 
 OFFSET = (600, 200)  # where the 256² MEAD face clip sits in the 1280×720 composite
 

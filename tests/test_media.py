@@ -12,9 +12,9 @@ from cmet_cli.errors import MediaError
 from cmet_cli.options import EditOptions
 from cmet_cli.pipeline import Editor
 
-from clips import SAMPLE, ffmpeg, synthetic
-from media_checks import audio_packets
-from standin import IdentityEditor
+from .clips import SAMPLE, ffmpeg, synthetic
+from .media_checks import audio_packets
+from .standin import IdentityEditor
 
 
 def passthrough(src: Path, out: Path, box=None) -> None:

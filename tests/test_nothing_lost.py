@@ -15,9 +15,9 @@ import pytest
 
 from cmet_cli import atomic, media
 
-from cli_support import (BOX, assert_one_line_failure, clip, cmet, cmet_process, face_clip, fast_models,  # noqa: F401
+from .cli_support import (BOX, assert_one_line_failure, clip, cmet, cmet_process, face_clip, fast_models,  # noqa: F401
                          leftovers, model_args, pattern_clip, wait_for, weights)
-from clips import ffmpeg
+from .clips import ffmpeg
 
 
 

@@ -21,8 +21,8 @@ from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
 
-from clips import ffmpeg
-from media_checks import audio_packets
+from .clips import ffmpeg
+from .media_checks import audio_packets
 
 CLIPS = {"a": (0.0, 0.4), "b": (1.0, 0.6), "c": (2.0, 0.5)}  # name: (start, seconds), at 12 fps: 5-8 frames
 BOX = (0, 0, 256, 256)  # the sample clip is a 256² face crop: no detection

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from summary_plugin import CUDA, RAY, REAL_WEIGHTS, skip_group, skip_reason, summary_line
+from .summary_plugin import CUDA, RAY, REAL_WEIGHTS, skip_group, skip_reason, summary_line
 
 
 def test_skips_are_grouped_by_what_they_need():
@@ -30,10 +30,10 @@ def test_a_run_ends_with_the_summary(tmp_path):
         "def test_ok():\n    pass\n"
         "@pytest.mark.cuda\ndef test_gpu():\n    pytest.skip('no CUDA device')\n"
         "def test_real():\n    pytest.skip('real EDTalk weights absent')\n")
-    plugin_dir = Path(__file__).resolve().parent
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "summary_plugin", "-p", "no:cacheprovider",
+    root = Path(__file__).resolve().parents[1]  # where the ``tests`` package is importable from
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.summary_plugin", "-p", "no:cacheprovider",
                           "-o", "markers=cuda", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(plugin_dir), "PATH": "/usr/bin:/bin"}, timeout=120)
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120)
     last = run.stdout.strip().splitlines()[-1]
     assert last.startswith("cmet tests: 1 passed, 0 failed; 2 skipped:"), run.stdout
     assert "1 CUDA tests (no CUDA device)" in last and "1 real-weights tests" in last

@@ -13,10 +13,10 @@ from cmet_cli import colour, faces, media
 from cmet_cli.options import EditOptions
 from cmet_cli.pipeline import Editor
 
-from cli_support import BANK, face_clip
-from clips import ffmpeg
-from media_checks import audio_packets, frame_to_rgb
-from standin import IdentityEditor
+from .cli_support import BANK, face_clip
+from .clips import ffmpeg
+from .media_checks import audio_packets, frame_to_rgb
+from .standin import IdentityEditor
 
 FACE_BOX = (64, 16, 256, 256)  # face_clip's face: crop side 256, so the crop is not resampled
 
