@@ -7,6 +7,8 @@ from types import ModuleType
 
 import pytest
 
+from cmet_cli.options import EditOptions
+
 pytest_plugins = ["tests.summary_plugin"]  # the run's last line: what ran, what was skipped and why
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -34,9 +36,28 @@ def seeded() -> ModuleType:
 @pytest.fixture(scope="session")
 def small_weights(tmp_path_factory) -> Path:
     """Stand-in checkpoints of the small configuration (64² generator, full connector), written once per session."""
-    from .cli_support import standin_weights
+    from .standin import cached_weights
 
-    return standin_weights(tmp_path_factory)
+    return cached_weights(tmp_path_factory.getbasetemp(), size=64)
+
+
+@pytest.fixture
+def model_loads() -> list[EditOptions]:
+    """Every model load the test's in-process ``cmet`` runs asked for (``cli_support.cmet`` hands the runner a
+    loader that records each request and shares the networks already loaded)."""
+    from .cli_support import LOADS
+
+    LOADS.clear()
+    return LOADS
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """Three frames of the sample's face (``clips.face_clip``, the face at ``cli_support.BOX``), with audio;
+    made once per test module."""
+    from .clips import face_clip
+
+    return face_clip(tmp_path_factory.mktemp("clip") / "talk.mp4")
 
 
 @pytest.fixture(params=[1, None], ids=["1-thread", "default-threads"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmet_cli import media
 from cmet_cli.colour import to_rgb, to_uint8
 from cmet_cli.media import Frame
 from cmet_cli.media.planes import upsample_chroma
@@ -29,3 +30,9 @@ def frame_to_rgb(frame: Frame) -> np.ndarray:
     if not frame.layout.rgb:
         u, v = (upsample_chroma(p, frame.layout.sub, (h, w)) for p in (u, v))
     return to_uint8(to_rgb(y, u, v, conv))
+
+
+def frames(path: Path) -> np.ndarray:
+    """Every frame of a video as RGB, in int16 (so that differences of two clips do not wrap around)."""
+    info = media.probe(path)
+    return np.stack([f.astype(np.int16) for f in media.read_frames(info)])

@@ -7,12 +7,38 @@ keys and shapes. Compute cost does not depend on weight values.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import seeded
 from cmet_cli import faces
+
+from . import seeded
+
+
+def cached_weights(cache: Path, size: int) -> Path:
+    """Stand-in checkpoints for a generator of ``size``² in ``cache/standin-SIZE``, written once.
+
+    Written into a temporary folder renamed into place, so that a run that is interrupted, or two runs at
+    once (benchmarks sharing one cache folder), never see half-written files.
+    """
+    target = cache / f"standin-{size}"
+    if (target / "EDTalk.pt").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-", dir=cache))
+    try:
+        write_weights(tmp, size=size)
+        try:
+            tmp.rename(target)
+        except OSError:  # written meanwhile by another run
+            if not (target / "EDTalk.pt").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def write_weights(out: Path, size: int = 256, with_speech: bool = False) -> Path:

@@ -16,9 +16,9 @@ from cmet_cli import media
 from cmet_cli.errors import MediaError
 from cmet_cli.speech import SAMPLE_RATE, load_speech
 
-from .cli_support import (BANK, BOX, assert_one_line_failure, clip, cmet, face_clip, fast_models, frames, leftovers, model_args,  # noqa: F401
-                         pattern_clip, two_faces_clip, weights)
-from .clips import ffmpeg
+from .cli_support import BANK, BOX, assert_one_line_failure, cmet, leftovers, model_args
+from .clips import face_clip, ffmpeg, synthetic, two_faces_clip
+from .media_checks import frames
 
 
 
@@ -59,24 +59,24 @@ def _audio_only(tmp: Path, clip: Path) -> Path:
     ("truncated-faststart", "damaged"),
     ("audio-only", "holds no video stream (found audio)"),
 ])
-def test_unreadable_input_fails_cleanly(tmp_path, clip, weights, fast_models, kind, needle):
+def test_unreadable_input_fails_cleanly(tmp_path, clip, small_weights, model_loads, kind, needle):
     make = {"missing": lambda t, c: t / "missing.mp4", "text": _text_mp4, "truncated": _truncated,
             "truncated-faststart": lambda t, c: _truncated(t, c, faststart=True), "audio-only": _audio_only}[kind]
     src = make(tmp_path, clip)
     before = src.read_bytes() if src.exists() else None
     out = tmp_path / "out"
-    run = cmet("edit", src, "-o", out / "edited.mp4", "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", src, "-o", out / "edited.mp4", "--preset", "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, str(src), needle)
     assert not out.exists() or list(out.iterdir()) == []
     assert (src.read_bytes() if src.exists() else None) == before
 
 
-def test_folder_without_videos_is_a_usage_error(tmp_path, weights):
+def test_folder_without_videos_is_a_usage_error(tmp_path, small_weights):
     empty = tmp_path / "clips"
     empty.mkdir()
     (empty / "notes.txt").write_text("no video here")
     (empty / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    run = cmet("edit", empty, "-o", tmp_path / "out", "--preset", "happy", *model_args(weights))
+    run = cmet("edit", empty, "-o", tmp_path / "out", "--preset", "happy", *model_args(small_weights))
     assert_one_line_failure(run, str(empty), "no videos found", code=2)
     assert not (tmp_path / "out").exists()
 
@@ -85,10 +85,8 @@ def test_folder_without_videos_is_a_usage_error(tmp_path, weights):
 
 def _vfr(path: Path) -> Path:
     """Frames at 0, 0.1, 0.25, 0.3 and 0.4 s: a variable frame rate."""
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=100:duration=0.5",
-           "-vf", "select='eq(n,0)+eq(n,10)+eq(n,25)+eq(n,30)+eq(n,40)'", "-fps_mode", "vfr",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
-    return path
+    return synthetic(path, size="160x120", rate="100", seconds=0.5, audio=False,
+                     extra=("-vf", "select='eq(n,0)+eq(n,10)+eq(n,25)+eq(n,30)+eq(n,40)'", "-fps_mode", "vfr"))
 
 
 def _frame_times(path: Path) -> list[str]:
@@ -100,13 +98,13 @@ def _frame_times(path: Path) -> list[str]:
 
 
 def _rotated(path: Path) -> Path:
-    plain = pattern_clip(path.with_name("plain.mp4"))
+    plain = synthetic(path.with_name("plain.mp4"), size="160x120", rate="10", seconds=0.3)
     ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(path))
     plain.unlink()
     return path
 
 
-def test_odd_formats_and_names_are_edited(tmp_path, weights, fast_models, monkeypatch, data_dir):
+def test_odd_formats_and_names_are_edited(tmp_path, small_weights, model_loads, monkeypatch, data_dir):
     """An odd-sized 10-bit clip, a rotated phone video, and one with a variable frame rate and no audio
     track, under names with a leading dash, spaces, quotes, a colon, brackets and non-ASCII letters,
     given as relative paths (as a shell glob would)."""
@@ -114,7 +112,7 @@ def test_odd_formats_and_names_are_edited(tmp_path, weights, fast_models, monkey
     folder.mkdir()
     odd, rotated, vfr = "-odd \"10-bit\" it's.mp4", "rotated é 10:30.mp4", "vfr [phone] ünï.mp4"
     made = {
-        odd: pattern_clip(folder / odd, pix_fmt="yuv444p10le", extra=("-vf", "scale=161:121")),
+        odd: synthetic(folder / odd, size="160x120", rate="10", seconds=0.3, pix_fmt="yuv444p10le", extra=("-vf", "scale=161:121")),
         rotated: _rotated(folder / rotated),
         vfr: _vfr(folder / vfr),
     }
@@ -123,7 +121,7 @@ def test_odd_formats_and_names_are_edited(tmp_path, weights, fast_models, monkey
     assert infos[rotated].rotation in (90, 270) and (infos[rotated].width, infos[rotated].height) == (120, 160)
     assert infos[vfr].variable_frame_rate and not infos[vfr].has_audio
     monkeypatch.chdir(folder)
-    run = cmet("edit", "-o", "../out", "--preset", "happy", "--report", "../report.json", *BOX, *model_args(weights),
+    run = cmet("edit", "-o", "../out", "--preset", "happy", "--report", "../report.json", *BOX, *model_args(small_weights),
                "--", *made)
     assert run.code == 0, run.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -141,18 +139,18 @@ def test_odd_formats_and_names_are_edited(tmp_path, weights, fast_models, monkey
 
 # ---------------------------------------------------------------- faces
 
-def test_no_face_anywhere_suggests_box(tmp_path, weights, fast_models):
-    src = pattern_clip(tmp_path / "pattern.mp4", size="320x240", seconds=0.5)
+def test_no_face_anywhere_suggests_box(tmp_path, small_weights, model_loads):
+    src = synthetic(tmp_path / "pattern.mp4", size="320x240", rate="10", seconds=0.5)
     out = tmp_path / "out.mp4"
-    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(weights))
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(small_weights))
     assert_one_line_failure(run, str(src), "--box")
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_face_lost_for_part_of_the_clip(tmp_path, weights, fast_models, data_dir):
+def test_face_lost_for_part_of_the_clip(tmp_path, small_weights, model_loads, data_dir):
     src = face_clip(tmp_path / "leaves.mp4", seconds=1.0, audio=False, until=0.25)  # face in frames 0-2 of 10
     out = tmp_path / "out.mp4"
-    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(weights))
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--detector", "cascade", *model_args(small_weights))
     assert run.code == 0, run.stderr
     [warning] = [w for w in run.warnings() if "no face" in w]
     lost = int(re.search(r"no face in (\d+) of 10 frames: those pass through unchanged", warning).group(1))
@@ -163,12 +161,12 @@ def test_face_lost_for_part_of_the_clip(tmp_path, weights, fast_models, data_dir
     assert region_change(a[-lost:], b[-lost:], slice(None), slice(None)) < 2  # passed through: re-encoding only
 
 
-def test_cascade_fallback_is_a_warning_of_the_result(tmp_path, clip, weights, fast_models):
+def test_cascade_fallback_is_a_warning_of_the_result(tmp_path, clip, small_weights, model_loads):
     """--detector auto without face-alignment's weights: the cascade is used, and every result says so."""
     from cmet_cli.faces import CASCADE_FALLBACK
 
     out, report = tmp_path / "out.mp4", tmp_path / "report.json"
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--report", report, *model_args(weights),
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--report", report, *model_args(small_weights),
                env={"CMET_HOME": str(tmp_path / "empty-cache")})
     assert run.code == 0, run.stderr
     [row] = json.loads(report.read_text())["results"]
@@ -182,10 +180,10 @@ def two_faces(tmp_path_factory, data_dir) -> Path:
 
 
 @pytest.mark.parametrize("pick", [None, 2])
-def test_two_faces_largest_or_chosen(tmp_path, two_faces, weights, fast_models, pick):
+def test_two_faces_largest_or_chosen(tmp_path, two_faces, small_weights, model_loads, pick):
     out = tmp_path / "out.mp4"
     extra = ("--face", str(pick)) if pick else ()
-    run = cmet("edit", two_faces, "-o", out, "--preset", "happy", "--detector", "cascade", *extra, *model_args(weights))
+    run = cmet("edit", two_faces, "-o", out, "--preset", "happy", "--detector", "cascade", *extra, *model_args(small_weights))
     assert run.code == 0, run.stderr
     a, b = frames(two_faces), frames(out)
     big = region_change(a, b, slice(70, 190), slice(80, 220))
@@ -194,9 +192,9 @@ def test_two_faces_largest_or_chosen(tmp_path, two_faces, weights, fast_models, 
     assert edited > 20 and kept < 5, (big, small)  # kept: re-encoding only
 
 
-def test_face_number_out_of_range(tmp_path, clip, weights, fast_models):
+def test_face_number_out_of_range(tmp_path, clip, small_weights, model_loads):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--detector", "cascade", "--face", "3",
-               *model_args(weights))
+               *model_args(small_weights))
     assert_one_line_failure(run, "--face 3", "1 face track")
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.mp4").exists()
 
@@ -230,19 +228,19 @@ def _speech_file(tmp: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind, needle", [("silent", "is silent"), ("short", "too short"),
                                           ("undecodable", "cannot decode speech file")])
-def test_bad_speech_clip(tmp_path, clip, weights, fast_models, kind, needle):
+def test_bad_speech_clip(tmp_path, clip, small_weights, model_loads, kind, needle):
     speech = _speech_file(tmp_path, kind)
     with pytest.raises(MediaError, match=needle):
         load_speech(speech)
     out = tmp_path / "out.mp4"
     # the stand-in weights hold no emotion2vec: the clip is refused before any model is needed
-    run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, *BOX, *model_args(weights))
+    run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, *BOX, *model_args(small_weights))
     assert_one_line_failure(run, str(speech), needle)
-    assert not out.exists() and fast_models == []
+    assert not out.exists() and model_loads == []
 
 
 @pytest.mark.parametrize("kind", ["stereo48k", "mp3"])
-def test_speech_resampled(tmp_path, clip, weights, fast_models, kind):
+def test_speech_resampled(tmp_path, clip, small_weights, model_loads, kind):
     """48 kHz stereo and MP3 are valid: read as 16 kHz mono (a 440 Hz tone stays 440 Hz)."""
     speech = _speech_file(tmp_path, kind)
     wave = load_speech(speech)
@@ -251,24 +249,24 @@ def test_speech_resampled(tmp_path, clip, weights, fast_models, kind):
     spectrum = np.abs(np.fft.rfft(wave))
     assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(wave) - 440) < 2
     # through the CLI the clip passes its checks; what stops this run is the missing emotion2vec checkpoint
-    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", speech, *BOX, *model_args(weights))
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", speech, *BOX, *model_args(small_weights))
     assert_one_line_failure(run, "emotion2vec", "cmet download-weights")
 
 
 @pytest.fixture(scope="module")
-def speech_weights(tmp_path_factory, weights):
+def speech_weights(tmp_path_factory, small_weights):
     """The small stand-in model plus the stand-in emotion2vec+large (1.25 GB: written once, removed after)."""
     from . import seeded
 
     root = tmp_path_factory.mktemp("speech-weights")
-    for path in weights.iterdir():
+    for path in small_weights.iterdir():
         (root / path.name).symlink_to(path)
     seeded.write_checkpoints(root, ["emotion2vec"])
     yield root
     (root / "emotion2vec_plus_large.pt").unlink(missing_ok=True)
 
 
-def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, fast_models):
+def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, model_loads):
     """The one run that really embeds speech: an MP3 at 48 kHz stereo is a valid --emotion-speech clip."""
     speech = _speech_file(tmp_path, "mp3")
     out = tmp_path / "out.mp4"
@@ -288,10 +286,10 @@ def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, fa
     (("--preset", "happy", "--intensity", "-0.1"), "invalid value for '--intensity': -0.1 is not in the range 0<=x<=2"),
     (("--at", "0", "elated"), "unknown emotion preset 'elated'"),
 ])
-def test_bad_options_are_usage_errors(tmp_path, clip, weights, fast_models, args, needle):
-    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *args, *model_args(weights))
+def test_bad_options_are_usage_errors(tmp_path, clip, small_weights, model_loads, args, needle):
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *args, *model_args(small_weights))
     assert_one_line_failure(run, needle, code=2)
-    assert fast_models == [] and list(tmp_path.iterdir()) == []
+    assert model_loads == [] and list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- weights
@@ -332,14 +330,14 @@ class _Payload:
         return os.mkdir, (str(self.marker),)
 
 
-def test_checkpoint_with_pickled_objects_is_refused(tmp_path, clip, weights):
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path, clip, small_weights):
     evil = tmp_path / "evil"
     evil.mkdir()
     marker = tmp_path / "code-ran"
     torch.save({"gen": {"w": torch.zeros(1)}, "extra": _Payload(marker)}, evil / "EDTalk.pt")
     with pytest.raises(pickle.UnpicklingError):  # the payload really is a pickled call
         torch.load(evil / "EDTalk.pt", weights_only=True)
-    for other in weights.iterdir():
+    for other in small_weights.iterdir():
         if other.name != "EDTalk.pt":
             (evil / other.name).symlink_to(other)
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(evil))

@@ -15,8 +15,8 @@ from cmet_cli import atomic, batch, media, pipeline, runner
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
 
-from .cli_support import (BOX, clip, cmet, cmet_process, face_clip, fast_models, leftovers, model_args,  # noqa: F401
-                         pattern_clip, wait_for, weights)
+from .cli_support import BOX, cmet, cmet_process, leftovers, model_args, wait_for
+from .clips import face_clip, synthetic
 from .standin import IdentityEditor
 
 
@@ -71,12 +71,12 @@ def test_plan_refuses(tmp_path, clip, case):
         batch.plan(args[0], args[1])
 
 
-def test_output_equal_to_input_is_a_usage_error(tmp_path, clip, weights):
+def test_output_equal_to_input_is_a_usage_error(tmp_path, clip, small_weights):
     src = tmp_path / "x.mp4"
     src.write_bytes(clip.read_bytes())
     before = digest(src)
     for extra in ((), ("--overwrite",)):
-        run = cmet("edit", src, "-o", src, "--preset", "happy", *BOX, *model_args(weights), *extra)
+        run = cmet("edit", src, "-o", src, "--preset", "happy", *BOX, *model_args(small_weights), *extra)
         assert run.code == 2 and "would overwrite the input" in run.stderr
         assert "Traceback" not in run.stderr
     assert digest(src) == before
@@ -84,7 +84,7 @@ def test_output_equal_to_input_is_a_usage_error(tmp_path, clip, weights):
 
 # ---------------------------------------------------------------- whole runs
 
-def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
+def test_folder_run_resume_and_report(tmp_path, clip, small_weights, model_loads):
     src, out = tmp_path / "clips", tmp_path / "edited"
     (src / "sub").mkdir(parents=True)
     (src / "a.mp4").write_bytes(clip.read_bytes())
@@ -92,11 +92,11 @@ def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
     (src / "readme.txt").write_text("notes")
     inputs_before = {p: digest(p) for p in src.rglob("*.mp4")}
     report = tmp_path / "reports" / "run.json"
-    args = ("edit", src, "-o", out, "--preset", "sarcastic", "--recursive", "--report", report, *BOX, *model_args(weights))
+    args = ("edit", src, "-o", out, "--preset", "sarcastic", "--recursive", "--report", report, *BOX, *model_args(small_weights))
 
     run = cmet(*args)
     assert run.code == 0, run.stderr
-    assert len(fast_models) == 1  # models load once per run, not once per file
+    assert len(model_loads) == 1  # models load once per run, not once per file
     data = json.loads(report.read_text())
     assert data["summary"] == {"done": 2, "skipped": 0, "failed": 0, "ignored": 1} and data["interrupted"] is False
     assert data["ignored"] == [{"input": str(src / "readme.txt"), "reason": "not a video (.txt)"}]
@@ -115,13 +115,13 @@ def test_folder_run_resume_and_report(tmp_path, clip, weights, fast_models):
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
     run = cmet(*args)
     assert run.code == 0, run.stderr
-    assert len(fast_models) == 1
+    assert len(model_loads) == 1
     data = json.loads(report.read_text())
     assert [(r["status"], r["frames"], r["error"]) for r in data["results"]] == [("skipped", 3, None)] * 2
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == stamps
 
 
-def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, weights, fast_models):
+def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, small_weights, model_loads):
     """An existing output is skipped only when it was made from this input with these settings."""
     from .clips import ffmpeg
 
@@ -129,11 +129,11 @@ def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, w
 
     src, out = tmp_path / "talk.mp4", tmp_path / "out" / "talk.mp4"
     src.write_bytes(clip.read_bytes())
-    edit = lambda *extra: cmet("edit", src, "-o", out, *BOX, *model_args(weights), *extra)  # noqa: E731
+    edit = lambda *extra: cmet("edit", src, "-o", out, *BOX, *model_args(small_weights), *extra)  # noqa: E731
     assert edit("--preset", "sad").code == 0
     stamp = fingerprint.parse(media.container_tags(out)["comment"])  # the record travels in the container
     assert stamp is not None and stamp.input == fingerprint.input_identity(src)
-    made, loads = digest(out), len(fast_models)
+    made, loads = digest(out), len(model_loads)
 
     run = edit("--preset", "sad")  # the same command: a finished edit, skipped
     assert run.code == 0 and run.errors() == [] and "1 skipped" in run.stderr
@@ -142,7 +142,7 @@ def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, w
         run = edit(*other)
         assert run.code == 1, other
         assert run.errors() == [f"error: {src}: {out} exists, made with other settings: pass --overwrite"], other
-    assert digest(out) == made and len(fast_models) == loads  # never rewritten, no model even loaded
+    assert digest(out) == made and len(model_loads) == loads  # never rewritten, no model even loaded
 
     os.utime(src, ns=(time.time_ns(), time.time_ns()))  # the input changed since
     run = edit("--preset", "sad")
@@ -159,30 +159,30 @@ def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, w
     assert edit("--preset", "happy").code == 0  # and now that edit is the finished one
 
 
-def test_incomplete_output_is_neither_skipped_nor_overwritten(tmp_path, clip, weights, fast_models):
+def test_incomplete_output_is_neither_skipped_nor_overwritten(tmp_path, clip, small_weights, model_loads):
     out = tmp_path / "out"
     out.mkdir()
     short = out / "talk.mp4"  # a video under the output's name, but not a full edit of this input
-    pattern_clip(short, size="64x48", seconds=0.1, audio=False)
+    synthetic(short, size="64x48", rate="10", seconds=0.1, audio=False)
     before = digest(short)
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert run.code == 1
     assert run.errors() == [f"error: {clip}: {short} exists but is not a complete edit of {clip}: remove it or pass --overwrite"]
-    assert digest(short) == before and fast_models == []
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--overwrite", "--json", *BOX, *model_args(weights))
+    assert digest(short) == before and model_loads == []
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--overwrite", "--json", *BOX, *model_args(small_weights))
     assert run.code == 0, run.stderr
     assert frame_count(short) == 3 and leftovers(out) == []
     [row] = [json.loads(line) for line in run.stdout.splitlines()]  # --json: one object per input on stdout
     assert (row["status"], row["output"], row["frames"]) == ("done", str(short), 3)
 
 
-def test_one_failure_never_stops_the_others(tmp_path, clip, weights, fast_models):
+def test_one_failure_never_stops_the_others(tmp_path, clip, small_weights, model_loads):
     broken = tmp_path / "broken.mp4"
     broken.write_text("this is not a video")
     missing = tmp_path / "missing.mp4"
     out, report = tmp_path / "out", tmp_path / "report.json"
     run = cmet("edit", broken, clip, missing, "-o", out, "--preset", "happy", "--jobs", "2", "--report", report,
-               *BOX, *model_args(weights))
+               *BOX, *model_args(small_weights))
     assert run.code == 1
     data = json.loads(report.read_text())
     assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [
@@ -196,12 +196,12 @@ def test_one_failure_never_stops_the_others(tmp_path, clip, weights, fast_models
 
 # ---------------------------------------------------------------- nothing lost
 
-def test_report_write_error_is_one_line(tmp_path, weights):
+def test_report_write_error_is_one_line(tmp_path, small_weights):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the report's folder should be")
     report = blocker / "r.json"
     run = cmet("edit", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--preset", "happy", "--report", report,
-               *BOX, *model_args(weights))
+               *BOX, *model_args(small_weights))
     assert run.code == 1 and "Traceback" not in run.stderr
     assert run.errors()[-1] == f"error: cannot write the report {report}: {blocker} is not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
@@ -209,7 +209,7 @@ def test_report_write_error_is_one_line(tmp_path, weights):
 
 
 @pytest.mark.parametrize("sig, code, jobs", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2), (signal.SIGHUP, 129, 1)])
-def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code, jobs):
+def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig, code, jobs):
     """The signal comes while long clips are mid-write: they leave nothing, the exit status tells the signal.
     With one file at a time, a short clip finished first: it stays, and the report lists it."""
     src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
@@ -220,7 +220,7 @@ def test_signal_removes_unfinished_output(tmp_path, weights, data_dir, sig, code
     for name in ("b_long.mp4", "c_long.mp4")[:jobs]:
         face_clip(src / name, seconds=12.0)  # long enough to still be mid-write when the signal is handled, under load
     proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
-                        "--report", report, *BOX, *model_args(weights))
+                        "--report", report, *BOX, *model_args(small_weights))
     long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
     wait_for(lambda: all((out / n).exists() for n in finished) and len(long_parts()) == jobs, proc)
     proc.send_signal(sig)

@@ -23,7 +23,7 @@ from cmet_cli.emotion import emotion_plan
 from cmet_cli.face_editor import CmetEditor
 from cmet_cli.presets import PRESETS, load_bank, preset_vector
 
-from .clips import composite
+from .clips import face_clip
 from .media_checks import audio_packets
 
 CANVAS, OFFSET = "384x320", (64, 32)
@@ -59,13 +59,13 @@ def models(weights_dir: Path, bank_dir: Path) -> Models:
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory, data_dir) -> Path:
     """0.4 s (10 frames at 25 fps) of the MEAD sample in a 384×320 frame, face at BOX, with its audio."""
-    return composite(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=0.4, canvas=CANVAS, offset=OFFSET)
+    return face_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=0.4, canvas=CANVAS, offset=OFFSET, rate=25)
 
 
 @pytest.fixture(scope="session")
 def short_clip(tmp_path_factory, data_dir) -> Path:
     """0.2 s (5 frames: one connector window)."""
-    return composite(tmp_path_factory.mktemp("short") / "short.mp4", seconds=0.2, canvas=CANVAS, offset=OFFSET)
+    return face_clip(tmp_path_factory.mktemp("short") / "short.mp4", seconds=0.2, canvas=CANVAS, offset=OFFSET, rate=25)
 
 
 @pytest.fixture

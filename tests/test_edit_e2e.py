@@ -14,7 +14,7 @@ import pytest
 
 from cmet_cli import media
 
-from .clips import composite
+from .clips import face_clip
 from .media_checks import audio_packets
 from .standin import write_weights
 
@@ -25,7 +25,7 @@ OFFSET = (600, 200)
 def setup(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("e2e")
     return {
-        "clip": composite(root / "talk 720p.mp4", offset=OFFSET, seconds=1.0),
+        "clip": face_clip(root / "talk 720p.mp4", canvas="1280x720", offset=OFFSET, rate=25, seconds=1.0),
         "weights": write_weights(root / "weights", size=256),
         "bank": data_dir / "features",
         "root": root,
@@ -70,7 +70,7 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
     from cmet_cli.models import load_models
     from cmet_cli.options import EditOptions
 
-    from .cli_support import BANK, BOX, face_clip
+    from .cli_support import BANK, BOX
 
     options = EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu",
                           box=tuple(int(v) for v in BOX[1].split(",")))

@@ -9,14 +9,14 @@ from cmet_cli.errors import NoFaceError, UsageError
 from cmet_cli.options import EditOptions
 from cmet_cli.stream import track
 
-from .clips import composite
+from .clips import face_clip
 
 OFFSET = (600, 200)  # where the 256² MEAD face clip sits in the 1280×720 composite
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, data_dir):
-    return composite(tmp_path_factory.mktemp("faces") / "composite.mp4", offset=OFFSET, seconds=1.0)
+    return face_clip(tmp_path_factory.mktemp("faces") / "composite.mp4", canvas="1280x720", offset=OFFSET, rate=25, seconds=1.0)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,9 +15,8 @@ import pytest
 
 from cmet_cli import atomic, media
 
-from .cli_support import (BOX, assert_one_line_failure, clip, cmet, cmet_process, face_clip, fast_models,  # noqa: F401
-                         leftovers, model_args, pattern_clip, wait_for, weights)
-from .clips import ffmpeg
+from .cli_support import BOX, assert_one_line_failure, cmet, cmet_process, leftovers, model_args, wait_for
+from .clips import face_clip, ffmpeg, synthetic
 
 
 
@@ -72,23 +71,23 @@ def _fill(disk: Path, leave: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def edit_size(tmp_path_factory, ten_frames, weights) -> int:
+def edit_size(tmp_path_factory, ten_frames, small_weights) -> int:
     """The size of the edit of ``ten_frames`` (where a full disk stops it depends on it)."""
     out = tmp_path_factory.mktemp("reference") / "reference.mp4"
-    run = cmet("edit", ten_frames, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", ten_frames, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert run.code == 0, run.stderr
     return out.stat().st_size
 
 
 @pytest.mark.parametrize("where", ["mid-stream", "near the end"])
-def test_full_disk_fails_and_leaves_nothing(tmp_path, small_disk, ten_frames, edit_size, weights, fast_models, where):
+def test_full_disk_fails_and_leaves_nothing(tmp_path, small_disk, ten_frames, edit_size, small_weights, model_loads, where):
     """ffmpeg 5.1 exits 0 after "Error writing trailer: No space left on device": the run must still fail."""
     page = os.statvfs(small_disk).f_frsize
     pages = -(-edit_size // page)
     assert pages >= 3
     _fill(small_disk, 1 * page if where == "mid-stream" else (pages - 1) * page)
     out, report = small_disk / "out.mp4", tmp_path / "report.json"
-    run = cmet("edit", ten_frames, "-o", out, "--preset", "happy", "--report", report, *BOX, *model_args(weights))
+    run = cmet("edit", ten_frames, "-o", out, "--preset", "happy", "--report", report, *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"{ten_frames}: {out}: the disk is full")
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no file under the final name, no leftovers
     [row] = json.loads(report.read_text())["results"]
@@ -112,38 +111,38 @@ def test_verify_output_catches_a_broken_file(tmp_path, ten_frames):
 
 # ---------------------------------------------------------------- damaged and non-regular inputs
 
-def test_truncated_input_fails_unless_allowed(tmp_path, ten_frames, weights, fast_models):
+def test_truncated_input_fails_unless_allowed(tmp_path, ten_frames, small_weights, model_loads):
     src = truncated(ten_frames, tmp_path / "cut.mp4")
     info = media.probe(src)
     decodable = media.count_frames(info)
     assert info.declared_frames == 10 and 0 < decodable < 10
     out = tmp_path / "out" / "cut.mp4"
-    run = cmet("edit", src, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", src, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"{src}: damaged: {decodable} of 10 frames decode", "--allow-damaged")
-    assert fast_models == [] and not out.exists()  # found before any model loaded
-    run = cmet("edit", src, "-o", out, "--preset", "happy", "--allow-damaged", *BOX, *model_args(weights))
+    assert model_loads == [] and not out.exists()  # found before any model loaded
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--allow-damaged", *BOX, *model_args(small_weights))
     assert run.code == 0, run.stderr
     assert f"warning: {src}: damaged: {decodable} of 10 frames decode: writing those {decodable}" in run.warnings()
     assert media.count_frames(media.probe(out)) == decodable
 
 
-def test_stream_copied_cut_is_not_damaged(tmp_path, ten_frames, weights, fast_models):
+def test_stream_copied_cut_is_not_damaged(tmp_path, ten_frames, small_weights, model_loads):
     """Packets before the cut's first shown frame are present: a valid file, edited without any option."""
     cut = tmp_path / "cut.mp4"
     ffmpeg("-ss", "0.35", "-i", str(ten_frames), "-c", "copy", str(cut))
     info = media.probe(cut)
     assert not info.damaged and media.count_frames(info) < info.frame_count
     out = tmp_path / "out.mp4"
-    run = cmet("edit", cut, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", cut, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert run.code == 0, run.stderr
     assert media.probe(out).frame_count == media.count_frames(info)
 
 
-def test_fifo_input_fails_at_once(tmp_path, weights):
+def test_fifo_input_fails_at_once(tmp_path, small_weights):
     fifo = tmp_path / "pipe.mp4"
     os.mkfifo(fifo)
     started = time.monotonic()
-    proc = cmet_process("edit", fifo, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(weights))
+    proc = cmet_process("edit", fifo, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(small_weights))
     try:
         _, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -158,7 +157,7 @@ def test_fifo_input_fails_at_once(tmp_path, weights):
 
 # ---------------------------------------------------------------- batch folders: nothing silently dropped
 
-def test_folder_fails_broken_videos_and_lists_ignored_files(tmp_path, clip, ten_frames, weights, fast_models):
+def test_folder_fails_broken_videos_and_lists_ignored_files(tmp_path, clip, ten_frames, small_weights, model_loads):
     src, out, report = tmp_path / "clips", tmp_path / "out", tmp_path / "report.json"
     src.mkdir()
     for name in ("a.mp4", "b.mp4"):
@@ -168,7 +167,7 @@ def test_folder_fails_broken_videos_and_lists_ignored_files(tmp_path, clip, ten_
     (src / "camera.dat").write_bytes(b"\0\0\0\x18ftypisom" + b"\0" * 100)  # an MP4 signature, not an MP4
     (src / "notes.txt").write_text("notes")
     (src / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    run = cmet("edit", src, "-o", out, "--preset", "happy", "--report", report, *BOX, *model_args(weights))
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--report", report, *BOX, *model_args(small_weights))
     assert run.code == 1, run.stderr
     data = json.loads(report.read_text())
     assert data["summary"] == {"done": 2, "skipped": 0, "failed": 3, "ignored": 2}
@@ -179,35 +178,35 @@ def test_folder_fails_broken_videos_and_lists_ignored_files(tmp_path, clip, ten_
         (".DS_Store", "not a video"), ("notes.txt", "not a video (.txt)")]
     assert len(run.errors()) == 3 and "Traceback" not in run.stderr
     assert "2 done, 0 skipped, 3 failed, 2 ignored" in run.stderr and "notes.txt" in run.stderr
-    assert len(fast_models) == 1 and sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"]
+    assert len(model_loads) == 1 and sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"]
 
 
 # ---------------------------------------------------------------- options checked against the input
 
-def test_box_outside_the_frame_is_a_usage_error(tmp_path, clip, weights, fast_models):
+def test_box_outside_the_frame_is_a_usage_error(tmp_path, clip, small_weights, model_loads):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--box", "500,300,50,50",
-               *model_args(weights))
+               *model_args(small_weights))
     assert_one_line_failure(run, "--box 500,300,50,50 lies outside the 384x288 frame", code=2)
-    assert fast_models == [] and list(tmp_path.iterdir()) == []
+    assert model_loads == [] and list(tmp_path.iterdir()) == []
 
 
-def test_box_partly_outside_is_edited(tmp_path, clip, weights, fast_models):
+def test_box_partly_outside_is_edited(tmp_path, clip, small_weights, model_loads):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--box", "-40,-40,96,96",
-               *model_args(weights))
+               *model_args(small_weights))
     assert run.code == 0, run.stderr
 
 
-def test_keyframe_past_the_end_warns(tmp_path, clip, weights, fast_models):
+def test_keyframe_past_the_end_warns(tmp_path, clip, small_weights, model_loads):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--at", "0", "happy", "--at", "99", "sad", *BOX,
-               *model_args(weights))
+               *model_args(small_weights))
     assert run.code == 0, run.stderr
     assert f"warning: {clip}: --at 99 sad is past the end of the clip (last frame at 0.20 s): never applies" \
         in run.warnings()
 
 
 @pytest.mark.parametrize("when", ["1:75", "1:60", "1:60:00"])
-def test_seconds_of_60_or_more_after_a_colon_are_refused(tmp_path, clip, weights, when):
-    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--at", when, "happy", *BOX, *model_args(weights))
+def test_seconds_of_60_or_more_after_a_colon_are_refused(tmp_path, clip, small_weights, when):
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--at", when, "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"time '{when}'", "below 60", code=2)
 
 
@@ -219,13 +218,13 @@ def read_only_folder(tmp_path):
         yield folder
 
 
-def test_read_only_output_folder_is_reported_before_models_load(read_only_folder, clip, weights, fast_models):
-    run = cmet("edit", clip, "-o", read_only_folder / "out.mp4", "--preset", "happy", *BOX, *model_args(weights))
+def test_read_only_output_folder_is_reported_before_models_load(read_only_folder, clip, small_weights, model_loads):
+    run = cmet("edit", clip, "-o", read_only_folder / "out.mp4", "--preset", "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"{clip}: {read_only_folder}: the output folder is not writable (Read-only file system)")
-    assert fast_models == []
+    assert model_loads == []
 
 
-def test_a_file_that_appears_during_the_edit_is_not_replaced(tmp_path, clip, weights, fast_models, monkeypatch):
+def test_a_file_that_appears_during_the_edit_is_not_replaced(tmp_path, clip, small_weights, model_loads, monkeypatch):
     """Two runs, one output: the output appears (another run finished) after this run checked the path."""
     out = tmp_path / "out.mp4"
     real_close = media.FrameWriter.close
@@ -235,12 +234,12 @@ def test_a_file_that_appears_during_the_edit_is_not_replaced(tmp_path, clip, wei
         out.write_bytes(b"the other run's output")
 
     monkeypatch.setattr(media.FrameWriter, "close", close_then_other_run_finishes)
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"{clip}: {out} exists: pass --overwrite")
     assert out.read_bytes() == b"the other run's output" and leftovers(tmp_path) == []
 
 
-def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, clip, weights, fast_models,
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, clip, small_weights, model_loads,
                                                                      monkeypatch):
     """The names the edit would use first are symbolic links to a file outside the output folder: the edit takes
     other names, and the file outside is untouched."""
@@ -251,17 +250,17 @@ def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, c
     monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: next(tokens))
     for token in ("0" * 16, "1" * 16):
         (out.parent / f"{atomic.temp_prefix(out)}{token}.part").symlink_to(outside)
-    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", *BOX, *model_args(small_weights))
     assert run.code == 0, run.stderr
     assert outside.read_bytes() == b"keep me" and media.probe(out).frame_count == 3
     assert sorted(p.is_symlink() for p in out.parent.iterdir()) == [False, True, True]
 
 
 
-def test_killed_run_leftovers_are_removed_by_the_next_run(tmp_path, clip, weights, fast_models):
+def test_killed_run_leftovers_are_removed_by_the_next_run(tmp_path, clip, small_weights, model_loads):
     src, out = tmp_path / "long.mp4", tmp_path / "out"
     face_clip(src, seconds=3.0)
-    args = ("edit", src, "-o", out, "--preset", "happy", "--batch-size", "1", *BOX, *model_args(weights))
+    args = ("edit", src, "-o", out, "--preset", "happy", "--batch-size", "1", *BOX, *model_args(small_weights))
     proc = cmet_process(*args)
     wait_for(lambda: out.is_dir() and leftovers(out), proc)
     proc.kill()  # SIGKILL: no handler runs
@@ -276,34 +275,34 @@ def test_killed_run_leftovers_are_removed_by_the_next_run(tmp_path, clip, weight
 
 # ---------------------------------------------------------------- messages
 
-def test_an_unreadable_input_names_its_path_once(tmp_path, weights, fast_models):
+def test_an_unreadable_input_names_its_path_once(tmp_path, small_weights, model_loads):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
-    run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(small_weights))
     line = assert_one_line_failure(run, "not a readable video (Invalid data found when processing input)")
     assert line == f"error: {bad}: not a readable video (Invalid data found when processing input)"
-    assert fast_models == []  # probed before any model loads
+    assert model_loads == []  # probed before any model loads
 
 
-def test_newline_in_a_file_name_stays_on_one_line(tmp_path, weights, fast_models):
+def test_newline_in_a_file_name_stays_on_one_line(tmp_path, small_weights, model_loads):
     bad = tmp_path / "two\nlines.mp4"
     bad.write_text("not a video")
-    run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", bad, "-o", tmp_path / "out", "--preset", "happy", *BOX, *model_args(small_weights))
     line = assert_one_line_failure(run, "not a readable video")
     assert line == f"error: {tmp_path}/two\\nlines.mp4: not a readable video (Invalid data found when processing input)"
 
 
-def test_audio_file_with_cover_art(tmp_path, weights, fast_models):
+def test_audio_file_with_cover_art(tmp_path, small_weights, model_loads):
     song = tmp_path / "song.mp3"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-map", "0:a",
            "-map", "1:v", "-frames:v", "1", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(song))
-    run = cmet("edit", song, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(weights))
+    run = cmet("edit", song, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"{song}: holds no video, only a still cover image")
 
 
-def test_speech_clip_without_audio(tmp_path, clip, weights, fast_models):
-    silent_video = pattern_clip(tmp_path / "speech.mp4", audio=False)
-    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", silent_video, *BOX, *model_args(weights))
+def test_speech_clip_without_audio(tmp_path, clip, small_weights, model_loads):
+    silent_video = synthetic(tmp_path / "speech.mp4", size="160x120", rate="10", seconds=0.3, audio=False)
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", silent_video, *BOX, *model_args(small_weights))
     assert_one_line_failure(run, f"speech file {silent_video} has no audio stream")
 
 
@@ -314,11 +313,11 @@ def test_cmet_home_that_is_a_file(tmp_path):
     assert_one_line_failure(run, f"CMET_HOME={home} is a file, not a folder")
 
 
-def test_missing_input_answers_without_loading_anything(tmp_path, weights):
+def test_missing_input_answers_without_loading_anything(tmp_path, small_weights):
     """A subprocess, as a user runs it: no model loads, so the answer comes fast (measured for the README)."""
     started = time.monotonic()
     proc = cmet_process("edit", tmp_path / "missing.mp4", "-o", tmp_path / "out.mp4", "--preset", "happy",
-                        *model_args(weights))
+                        *model_args(small_weights))
     _, stderr = proc.communicate(timeout=60)
     elapsed = time.monotonic() - started
     assert proc.returncode == 1 and f"error: {tmp_path / 'missing.mp4'}: no such file" in stderr

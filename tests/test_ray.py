@@ -21,7 +21,7 @@ from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.options import EditOptions
 
-from .clips import ffmpeg
+from .clips import face_clip
 from .media_checks import audio_packets
 
 CLIPS = {"a": (0.0, 0.4), "b": (1.0, 0.6), "c": (2.0, 0.5)}  # name: (start, seconds), at 12 fps: 5-8 frames
@@ -34,8 +34,7 @@ def setup(tmp_path_factory, data_dir, small_weights):
     inputs = root / "in"
     inputs.mkdir()
     for name, (start, seconds) in CLIPS.items():
-        ffmpeg("-ss", str(start), "-i", str(data_dir / "video" / "W009_038.mp4"), "-t", str(seconds), "-r", "12",
-               "-c:v", "libx264", "-c:a", "aac", str(inputs / f"{name}.mp4"))
+        face_clip(inputs / f"{name}.mp4", canvas="256x256", offset=(0, 0), rate=12, start=start, seconds=seconds)
     weights = small_weights
     args = ["--preset", "happy", "--weights-dir", str(weights), "--bank", str(data_dir / "features"),
             "--box", ",".join(map(str, BOX)), "--device", "cpu", "-q"]

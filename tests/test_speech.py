@@ -20,6 +20,8 @@ from cmet_cli.media import decode as media_decode
 from cmet_cli.presets import PRESETS, emotion_vector, load_bank, preset_vector
 from cmet_cli.speech import Emotion2Vec, Emotion2VecConfig, load_speech
 
+from .clips import ffmpeg
+
 MANIFEST = "emotion2vec_plus_large.json"
 GOLDEN = "emotion2vec_plus_large.npz"
 AUDIO = "modality_encoders.AUDIO."
@@ -254,7 +256,7 @@ def test_non_soundfile_format_goes_through_ffmpeg(tmp_path: Path, monkeypatch) -
         pytest.skip("ffmpeg not on PATH")
     wav, m4a = tmp_path / "tone.wav", tmp_path / "tone.m4a"
     sf.write(wav, _sine(44100, 1.0), 44100)
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
+    ffmpeg("-i", str(wav), "-c:a", "aac", str(m4a))
     with pytest.raises(sf.SoundFileError):
         sf.info(str(m4a))
     calls: list = []

@@ -13,8 +13,8 @@ from cmet_cli import colour, faces, media
 from cmet_cli.options import EditOptions
 from cmet_cli.pipeline import Editor
 
-from .cli_support import BANK, face_clip
-from .clips import ffmpeg
+from .cli_support import BANK
+from .clips import face_clip, ffmpeg, synthetic
 from .media_checks import audio_packets, frame_to_rgb
 from .standin import IdentityEditor
 
@@ -107,7 +107,7 @@ def test_variable_frame_rate_and_start_offset_keep_every_timestamp(tmp_path):
              "[a][b]concat=n=2:v=1:a=0,format=yuv420p[v]")
     ffmpeg("-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough", "-c:v", "libx264", str(vfr))
     video, late = tmp_path / "video.mp4", tmp_path / "late.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1", "-c:v", "libx264", str(video))
+    synthetic(video, size="320x240", rate="25", seconds=1, audio=False)
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=1.5", "-itsoffset", "0.5", "-i", str(video),
            "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-c:v", "copy", str(late))
     times = frame_times(late)
@@ -175,9 +175,9 @@ def test_crop_conversion_inverts_exactly(matrix, full, bits, transfer):
 def test_ten_bit_face_round_trips_within_one_code_value(tmp_path):
     """The networks see 8 bits; what they cannot hold is carried around them, so an unchanged face comes back."""
     src = tmp_path / "hlg.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=10:d=0.3", "-c:v", "libx265", "-pix_fmt", "yuv420p10le",
-           "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", "arib-std-b67",
-           "-x265-params", "log-level=error", str(src))
+    synthetic(src, size="320x240", rate="10", seconds=0.3, audio=False, codec="libx265", pix_fmt="yuv420p10le",
+              extra=("-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", "arib-std-b67",
+                     "-x265-params", "log-level=error"))
     out = tmp_path / "out.mp4"
     identity_edit(src, out, box=(32, 0, 256, 256), crf=0)
     for a, b in zip(planes(src), planes(out)):
@@ -219,7 +219,7 @@ def test_keyframes_fall_on_the_frames_shown_at_their_time_in_variable_frame_rate
 
 def test_codec_choice_keeps_bit_depth(tmp_path):
     src = tmp_path / "ten.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.3", "-c:v", "libx264", "-pix_fmt", "yuv422p10le", str(src))
+    synthetic(src, size="160x120", rate="10", seconds=0.3, audio=False, pix_fmt="yuv422p10le")
     auto, hevc = tmp_path / "auto.mp4", tmp_path / "hevc.mkv"
     identity_edit(src, auto, box=(0, 0, 100, 100))
     identity_edit(src, hevc, box=(0, 0, 100, 100), codec="hevc")
@@ -230,7 +230,7 @@ def test_codec_choice_keeps_bit_depth(tmp_path):
 
 def test_rgb_source_stays_rgb(tmp_path):
     src = tmp_path / "rgb.mov"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=384x288:r=10:d=0.3", "-c:v", "png", "-pix_fmt", "rgb24", str(src))
+    synthetic(src, size="384x288", rate="10", seconds=0.3, audio=False, codec="png", pix_fmt="rgb24")
     out = tmp_path / "out.mkv"
     identity_edit(src, out, crf=0)
     assert video_tags(out)["pix_fmt"] in ("gbrp", "rgb24", "bgr0")  # H.264 in RGB, not Y'CbCr
@@ -240,7 +240,7 @@ def test_rgb_source_stays_rgb(tmp_path):
 
 def test_formats_the_edit_cannot_hold_are_converted_with_a_warning(tmp_path):
     src = tmp_path / "nv12.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.2", "-c:v", "rawvideo", "-pix_fmt", "nv12", str(src))
+    synthetic(src, size="160x120", rate="10", seconds=0.2, audio=False, codec="rawvideo", pix_fmt="nv12")
     out = tmp_path / "out.mp4"
     assert any("nv12" in w and "yuv420p" in w for w in identity_edit(src, out, box=(0, 0, 100, 100)))
     assert video_tags(out)["pix_fmt"] == "yuv420p"
@@ -248,7 +248,7 @@ def test_formats_the_edit_cannot_hold_are_converted_with_a_warning(tmp_path):
 
 def test_rotated_planes_match_the_upright_decode(tmp_path):
     plain = tmp_path / "plain.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x96:r=10:d=0.2", "-c:v", "libx264", str(plain))
+    synthetic(plain, size="160x96", rate="10", seconds=0.2, audio=False)
     for turn in (90, 270):
         src = tmp_path / f"r{turn}.mp4"
         ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", f"rotate={turn}", str(src))
@@ -297,7 +297,7 @@ def test_timecode_is_kept_and_unkeepable_streams_are_named(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
 def test_writer_metadata_is_a_container_tag(tmp_path, suffix):
     src = tmp_path / "c.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.2", "-c:v", "libx264", str(src))
+    synthetic(src, size="64x48", rate="10", seconds=0.2, audio=False)
     info = media.probe(src)
     out = tmp_path / f"o{suffix}"
     with media.FrameWriter(out, info, metadata={"comment": "cmet settings abc"}) as writer:
