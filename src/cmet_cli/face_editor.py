@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 class FaceEditor(Protocol):
     """Edits batches of 256² face crops of one clip, in frame order.
 
-    Optional: ``crop_size`` (crops of another size) and ``frame_strength(frames)`` (see ``frame_weights``).
+    Optional: ``crop_size`` (crops of another size), ``frame_strength(frames)`` (see ``frame_weights``) and
+    ``report(result)`` (adds what the editor measured to the file's ``EditResult``, after the edit).
     """
 
     def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None: ...

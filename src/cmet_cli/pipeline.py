@@ -198,8 +198,9 @@ class Editor:
         result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
                                                      metadata=stamp.metadata(), cancel=self.cancel,
                                                      warnings=result.warnings)
-        if isinstance(editor, CmetEditor):
-            editor.report(result)
+        report = getattr(editor, "report", None)  # optional (FaceEditor): a wrapped CmetEditor reports too
+        if report is not None:
+            report(result)
         result.seconds = time.perf_counter() - started
         return result
 

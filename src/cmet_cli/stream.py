@@ -94,14 +94,31 @@ class Batch:
     crops: np.ndarray | None  # float32 RGB crops (0–255 scale) of those frames, None if none
 
 
-def crop_batches(batches: Iterable[tuple[int, list]], face_track: faces.FaceTrack, size: int,
-                 weigh: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
-    """Each chunk of frames with the face crops to render: only the crops are converted to RGB."""
-    present = face_track.present
+def face_batches(present: np.ndarray, batch: int, n_frames: int | None = None) -> list[np.ndarray]:
+    """The edit's batch plan: for each ``batch``-frame chunk of the clip, in order, the indices of its frames
+    with a face (empty for a chunk without one). ``present``: the face track's per-frame flags; ``n_frames``:
+    the frames the edit writes (default ``len(present)``; frames past ``present`` have no face).
+
+    The edit pass hands the face editor exactly these frames, less those the editor weighs 0
+    (``face_editor.frame_weights``); the benchmark asks here which batches it times.
+    """
+    n = len(present) if n_frames is None else n_frames
+    face = np.zeros(n, bool)
+    face[:min(n, len(present))] = present[:n]
+    idx = np.arange(n)
+    return [idx[s:s + batch][face[s:s + batch]] for s in range(0, n, batch)]
+
+
+def crop_batches(batches: Iterable[tuple[int, list]], plan: Iterable[np.ndarray], face_track: faces.FaceTrack,
+                 size: int, weigh: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
+    """Each chunk of frames with the face crops to render: only the crops are converted to RGB.
+
+    ``plan``: the face frames of each chunk (``face_batches``), in step with ``batches``."""
+    empty = np.zeros(0, int)
+    plan = iter(plan)
     for start, frames in batches:
-        idx = np.arange(start, start + len(frames))
-        valid = idx[idx < len(present)]
-        have = valid[present[valid]]
+        have = next(plan, empty)
+        have = have[have < start + len(frames)]  # a damaged file can decode fewer frames than the plan counts
         weights = weigh(have) if len(have) else np.zeros(0, np.float32)
         have, weights = have[weights > 0], weights[weights > 0]
         boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
@@ -268,7 +285,8 @@ def edit_chunks(info: media.VideoInfo, face_track: faces.FaceTrack, editor: Face
     # decoding and cropping run in a background thread, one batch ahead (bounded memory)
     # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
     planes = itertools.islice(media.read_planes(info), info.frame_count)
-    cropped = crop_batches(chunks(planes, batch), face_track, size, lambda frames: frame_weights(editor, frames))
+    plan = face_batches(face_track.present, batch, info.frame_count)
+    cropped = crop_batches(chunks(planes, batch), plan, face_track, size, lambda frames: frame_weights(editor, frames))
     for part in prefetch(cropped, depth=1):
         cancel.check()
         rendered = render_faces(editor, part, mask, colour_match)
