@@ -4,13 +4,15 @@
     python -m benchmarks.bench_edit --rss-scaling [--device cpu]
     python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p
 
-from the repository root: the benchmark is a module of the ``benchmarks`` package, and takes its stand-in
-weights and the ``IdentityEditor`` from the ``tests`` package beside it.
+from the repository root: the benchmark is a module of the ``benchmarks`` package, and takes its clip,
+its stand-in weights and the ``IdentityEditor`` from the test suite's helpers (``tests.clips``,
+``tests.standin``), as the tests do.
 
 The clip is ``tests/data/video/W009_038.mp4`` (the MEAD sample, a 256² face crop) scaled to the frame height,
 centred on a grey canvas of the requested size, and looped to ``--frames`` frames (25 fps, with its
-audio). The networks use stand-in weights (compute cost does not depend on weight values), written
-once into ``--cache-dir`` (default ``$CMET_BENCH_CACHE`` or ``~/.cache/cmet-bench``) with the clips.
+audio: ``tests.clips.looped_clip``). The networks use stand-in weights (compute cost does not depend on
+weight values), written once into ``--cache-dir`` (default ``$CMET_BENCH_CACHE`` or ``~/.cache/cmet-bench``)
+with the clips.
 
 ``--small-model`` uses a generator for 8² crops (~0.9 GFLOP per frame; 16² is ~4, 64² ~31, the real
 256² ~61): the pipeline around it is the same, so memory and overhead checks run in minutes.
@@ -18,12 +20,14 @@ once into ``--cache-dir`` (default ``$CMET_BENCH_CACHE`` or ``~/.cache/cmet-benc
 Each measurement runs in a fresh process, so that its peak RSS counts model loading and the run and
 nothing else. In that process, after one untimed warm-up batch:
 
-1. ``network_only`` (first pass): the clip's face crops, in the edit's batches, through a fresh
-   ``CmetEditor`` (source encoding, encode, rollout, render) and nothing else;
+1. ``network_only`` (first pass): the clip's face crops, in the batches the edit will hand its face
+   editor (``stream.face_batches``), through a fresh ``CmetEditor`` (source encoding, encode, rollout,
+   render) and nothing else;
 2. ``end_to_end``: ``Editor.edit`` on the clip (probe, face tracking pass, the streaming edit pass:
    decode planes → crop → encode codes → connector rollout → render → paste back → encode + audio mux),
-   models already loaded. FLOPs are counted with ``FlopCounterMode`` around every ``CmetEditor``
-   call of this run (per edited frame; the once-per-clip appearance source is reported apart);
+   models already loaded. Its face editor is a ``CmetEditor`` wrapped in ``MeasuredEditor``, which
+   times every call and counts its FLOPs with ``FlopCounterMode`` (per edited frame; the once-per-clip
+   appearance source is reported apart);
 3. ``network_only`` again. Network time is the mean of the two passes around the edit, so that a
    drift of the machine's load cancels to first order (each pass is reported too).
 
@@ -39,20 +43,25 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from tests.clips import SAMPLE, looped_clip
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cmet_cli.face_editor import CmetEditor
+    from cmet_cli.pipeline import EditResult
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"  # the committed test media (tests/data/README.md)
-SAMPLE = DATA / "video" / "W009_038.mp4"
-BANK = DATA / "features"
+BANK = SAMPLE.parents[1] / "features"  # the committed preset bank (tests/data/README.md)
 FPS = 25
 PRESET = "sarcastic"
 SMALL_SIZE = 8  # crop size of the --small-model generator
@@ -85,24 +94,10 @@ def default_cache() -> Path:
 
 
 def standin_weights(cache: Path, size: int) -> Path:
-    """Stand-in checkpoints for a generator of ``size``² in ``cache``, written once (atomically)."""
-    target = cache / f"standin-{size}"
-    if (target / "EDTalk.pt").is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-", dir=cache))
-    try:
-        from tests.standin import write_weights
+    """Stand-in checkpoints for a generator of ``size``² in ``cache`` (``tests.standin.cached_weights``)."""
+    from tests.standin import cached_weights
 
-        write_weights(tmp, size=size)
-        try:
-            tmp.rename(target)
-        except OSError:  # written meanwhile by another run
-            if not (target / "EDTalk.pt").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return cached_weights(cache, size)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -118,28 +113,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _ffmpeg() -> str:
-    from cmet_cli.media import ffmpeg_binary
-
-    return ffmpeg_binary()
-
-
 def make_clip(cache: Path, frames: int, size: tuple[int, int], source: Path = SAMPLE) -> Path:
-    """The sample scaled to the frame height, centred on a W×H canvas, looped to ``frames`` frames (cached)."""
+    """The benchmark's clip of ``frames`` frames at W×H (``tests.clips.looped_clip``), made once into ``cache``.
+
+    Made under a temporary name and renamed, so that an interrupted run never leaves a short clip to be reused."""
     w, h = size
-    side = min(w, h)
     target = cache / "clips" / f"{source.stem}_{w}x{h}_{frames}.mp4"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}-{os.getpid()}.mp4")
-    video = (f"scale={side}:{side}:flags=bicubic,pad={w}:{h}:{(w - side) // 2}:{(h - side) // 2}:color=0x5a6470,"
-             f"fps={FPS},format=yuv420p")
-    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source),
-           "-vf", video, "-frames:v", str(frames), "-t", f"{frames / FPS:.3f}",
-           "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "128k", str(tmp)]
     try:
-        subprocess.run(cmd, check=True)
+        looped_clip(tmp, frames=frames, size=size, rate=FPS, source=source)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -169,45 +154,56 @@ def peak_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
-def _measured_editor_class():
-    """``CmetEditor`` that times its calls, counts their FLOPs and remembers each batch's frame indices."""
-    from torch.utils.flop_counter import FlopCounterMode
+@dataclass
+class MeasuredEditor:
+    """A face editor (``face_editor.FaceEditor``) that hands every call to ``inner``, a ``CmetEditor``, and
+    measures it: wall time of the batches, FLOPs (``FlopCounterMode``), and each batch's frame indices.
 
-    from cmet_cli.face_editor import CmetEditor
+    It wraps rather than subclasses, so that what the edit reads of an editor is only what the protocol
+    names: ``begin``, the call, and the optional ``crop_size``, ``frame_strength`` and ``report``, each
+    forwarded to the inner editor.
+    """
 
-    class MeasuredEditor(CmetEditor):
-        def __init__(self, *args: Any, count_flops: bool = True, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.count_flops = count_flops
-            self.flops = 0
-            self.source_flops = 0
-            self.network_s = 0.0
-            self.began_at = 0.0
-            self.batches: list[Any] = []
-            self.reference = None
+    inner: CmetEditor
+    count_flops: bool = True
+    flops: int = 0  # of the batches (not the appearance source)
+    source_flops: int = 0  # of ``begin``: the appearance source, once per clip
+    network_s: float = 0.0
+    began_at: float = 0.0  # perf_counter at ``begin``: when the tracking pass ended
+    batches: list = field(default_factory=list)  # frame indices of each batch, in order
 
-        def _counted(self, fn, *args: Any) -> tuple[Any, int]:
-            if not self.count_flops:
-                return fn(*args), 0
-            counter = FlopCounterMode(display=False)
-            with counter:
-                out = fn(*args)
-            return out, counter.get_total_flops()
+    @property
+    def crop_size(self) -> int:
+        return self.inner.crop_size
 
-        def begin(self, reference, n_frames: int, fps: float, times=None) -> None:
-            self.began_at = time.perf_counter()
-            self.reference = reference.copy()
-            _, self.source_flops = self._counted(super().begin, reference, n_frames, fps, times)
+    def frame_strength(self, frames: np.ndarray) -> np.ndarray:
+        return self.inner.frame_strength(frames)
 
-        def __call__(self, crops, frames):
-            started = time.perf_counter()
-            out, flops = self._counted(super().__call__, crops, frames)
-            self.network_s += time.perf_counter() - started
-            self.flops += flops
-            self.batches.append(frames.copy())
-            return out
+    def report(self, result: EditResult) -> None:
+        self.inner.report(result)
 
-    return MeasuredEditor
+    def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None:
+        self.began_at = time.perf_counter()
+        _, self.source_flops = self._counted(self.inner.begin, reference, n_frames, fps, times)
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out, flops = self._counted(self.inner, crops, frames)
+        self.network_s += time.perf_counter() - started
+        self.flops += flops
+        self.batches.append(frames.copy())
+        return out
+
+    def _counted(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, int]:
+        """``fn(*args)`` and the FLOPs it ran (0 when not counting: the counter slows the call down)."""
+        if not self.count_flops:
+            return fn(*args), 0
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            out = fn(*args)
+        return out, counter.get_total_flops()
 
 
 @dataclass
@@ -268,15 +264,6 @@ class NetworkInputs:
     crops: list  # (B, size, size, 3) uint8 per batch
 
 
-def planned_batches(present, batch: int) -> list:
-    """The face frames of each ``batch``-frame chunk, as ``stream.run_edit`` groups them."""
-    import numpy as np
-
-    idx = np.arange(len(present))
-    chunks = [idx[i:i + batch] for i in range(0, len(idx), batch)]
-    return [c[present[c]] for c in chunks if present[c].any()]
-
-
 def network_inputs(clip: Path, options, size: int, batch: int, batches: list | None = None) -> NetworkInputs:
     """Track the clip as the edit does and crop its face frames (untimed)."""
     import numpy as np
@@ -285,7 +272,8 @@ def network_inputs(clip: Path, options, size: int, batch: int, batches: list | N
 
     info = media.probe(clip)
     face_track = stream.track(info, options, faces.make_detector(options.detector))
-    batches = batches if batches is not None else planned_batches(face_track.present, batch)
+    if batches is None:  # the edit's own plan; its chunks without a face hand the editor nothing
+        batches = [b for b in stream.face_batches(face_track.present, batch, info.frame_count) if len(b)]
     wanted = {int(i) for b in batches for i in b} | {face_track.reference}
     crops = {i: faces.crop(f, faces.CropBox.from_row(face_track.boxes[i]), size)
              for i, f in enumerate(media.read_frames(info)) if i in wanted}
@@ -338,7 +326,9 @@ def _edit(spec: RunSpec, options, models, keyframes) -> tuple[Any, Span, Any, fl
     """The real edit, timed: (EditResult, span, the measured editor, the start time)."""
     from cmet_cli import pipeline
 
-    editor = _measured_editor_class()(models, keyframes, options.blend, count_flops=spec.count_flops)
+    from cmet_cli.face_editor import CmetEditor
+
+    editor = MeasuredEditor(CmetEditor(models, keyframes, options.blend), count_flops=spec.count_flops)
     runner = pipeline.Editor(options, models=models, plan=keyframes, face_editor=editor)
     with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
         with timed() as span:

@@ -34,6 +34,8 @@ def test_benchmark_ci_size(data_dir: Path, tmp_path: Path) -> None:
     assert report["network_fps"] > 0 and report["end_to_end_fps"] > 0
     assert report["overhead_ratio"] == pytest.approx(report["end_to_end_s"] / report["network_s"], rel=0.01)
     assert report["overhead_ratio"] > 0.3
+    # two network passes: the batches the benchmark planned (stream.face_batches) are the ones the edit made
+    assert len(report["network_passes_s"]) == 2 and report["network_in_run_s"] > 0
     assert 50 < report["peak_rss_mb"] < 16_000 and report["peak_device_mb"] is None
     assert report["end_to_end_fps"] == pytest.approx(5 / report["end_to_end_s"], rel=0.01)
     clip = tmp_path / "clips" / "W009_038_256x256_5.mp4"
