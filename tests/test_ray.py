@@ -219,10 +219,11 @@ def test_a_worker_edits_with_the_drivers_plan_and_settings(setup, data_dir, tmp_
     options = replace(setup["options"], preset=None, emotion_speech=(clip,), bank_dir=None)
     vector = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
     plan, settings = [Keyframe(0.0, vector, clip.name, float(np.linalg.norm(vector)))], "5e771e65" * 8
+    # the driver's hash, with the detector it assumed (here the fixed --box, as on every node)
     job = batch.Job(setup["inputs"] / "a.mp4", tmp_path / "a.mp4")
     level = logging.getLogger("cmet").level
     try:
-        worker = ray_workers.Worker(options, plan, settings)
+        worker = ray_workers.Worker(options, plan, (settings, "box"))
         info = worker.ready([job])
         result = worker.edit(job)
     finally:

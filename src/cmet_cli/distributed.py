@@ -96,7 +96,6 @@ def config_from_cli(executor: str, address: str | None, workers: int | None, gpu
 class Schedule:
     """Streams jobs to the pool's idle actors, retries the files of dead ones, collects results."""
 
-    pool: ActorPool
     jobs: list[Job]  # as the user gave them (results and messages name these)
     remote: list[Job]  # the same with absolute paths (what workers get)
     queue: deque[int]
@@ -105,9 +104,11 @@ class Schedule:
     results: dict[int, EditResult] = field(default_factory=dict)
     attempts: dict[int, int] = field(default_factory=dict)
     load_error: str | None = None
+    pool: ActorPool = field(init=False)
 
-    def run(self) -> list[EditResult]:
-        self.pool.start([self.remote[i] for i in self.queue])
+    def run(self, pool: ActorPool) -> list[EditResult]:
+        self.pool = pool
+        pool.start([self.remote[i] for i in self.queue])
         try:
             while len(self.results) < len(self.jobs):
                 self.dispatch()
@@ -168,7 +169,7 @@ class Schedule:
         try:
             result: EditResult = ray.get(slot.ref)
         except ray.exceptions.RayTaskError as exc:  # an exception edit_one did not catch
-            result = _failed(self.jobs[index], f"internal error: {first_line(exc)}")
+            result = runner.failed(self.jobs[index], f"internal error: {first_line(exc)}")
         except ray.exceptions.RayError as exc:  # the worker process or its node is gone
             self.on_death(slot, index, exc)
             return
@@ -181,7 +182,7 @@ class Schedule:
         tries = self.attempts[index] = self.attempts.get(index, 0) + 1
         job = self.jobs[index]
         if tries > self.max_retries:
-            self.finish(index, _failed(job, f"the Ray worker editing it died {tries} times ({first_line(exc)})"))
+            self.finish(index, runner.failed(job, f"the Ray worker editing it died {tries} times ({first_line(exc)})"))
         else:
             self.say("warning", f"{job.input}: its Ray worker died ({first_line(exc)}); "
                                 f"retrying on another worker ({tries} of {self.max_retries})")
@@ -210,7 +211,7 @@ class Schedule:
     def fail_remaining(self) -> None:
         error = self.load_error or "no Ray worker is left to edit it"
         for index in list(self.queue):
-            self.finish(index, _failed(self.jobs[index], error))
+            self.finish(index, runner.failed(self.jobs[index], error))
         self.queue.clear()
 
     def poll_progress(self) -> None:
@@ -245,10 +246,6 @@ def local_paths(result: EditResult, job: Job, remote: Job) -> EditResult:
                    warnings=[local(w) for w in result.warnings])
 
 
-def _failed(job: Job, error: str) -> EditResult:
-    return EditResult(str(job.input), str(job.output), status="failed", error=error)
-
-
 # ---------------------------------------------------------------- paths and the emotion plan
 
 def absolute_job(job: Job) -> Job:
@@ -280,11 +277,12 @@ def driver_plan(jobs: Sequence[Job], options: EditOptions) -> tuple[list[Keyfram
         return None, one_line(str(exc))
 
 
-def driver_settings(options: EditOptions) -> str | None:
-    """The settings hash outputs are stamped with, computed once here (the weights are hashed, not loaded);
-    None when the weights cannot be found here: each worker then computes it from its own."""
+def driver_settings(options: EditOptions) -> tuple[str, str] | None:
+    """The settings hash outputs are stamped with, computed once here (the weights are hashed, not loaded), and
+    the face detector it assumes; None when the weights cannot be found here: each worker then computes it."""
     try:
-        return Editor(options).settings()
+        editor = Editor(options)
+        return editor.settings(), editor.detector_kind()
     except UsageError:
         raise
     except CmetError:
@@ -348,7 +346,7 @@ def run(jobs: Sequence[Job], options: EditOptions, config: RayConfig, *, reporte
     kill a worker mid-file). Raises UsageError like ``runner.run``.
     """
     ray = import_ray()
-    started = connect(ray, config.address, quiet=reporter is None or reporter.quiet)
+    started = connect(ray, config.address, quiet=reporter is not None and reporter.quiet)
     try:
         with _signal_exceptions():
             return _schedule(ray, list(jobs), options, config, reporter, verbose, hook)
@@ -369,13 +367,13 @@ def _schedule(ray, jobs: list[Job], options: EditOptions, config: RayConfig, rep
     if config.gpus_per_worker is None and options.device == "cpu":
         config = replace(config, gpus_per_worker=0.0)  # --device cpu: reserve no GPUs
     queue = deque(i for i in range(len(jobs)) if i not in failed)
-    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
-    shape = worker_shape(config.workers, config.gpus_per_worker, ray.cluster_resources(), nodes, max(1, len(queue)))
-    pool = ActorPool(ray, shape, options, plan, driver_settings(options), verbose=verbose, hook=hook,
-                     replacements=shape.count * config.max_retries)
-    schedule = Schedule(pool, jobs, remote, queue, config.max_retries, reporter)
+    schedule = Schedule(jobs, remote, queue, config.max_retries, reporter)
     for index, error in failed.items():
-        schedule.finish(index, _failed(jobs[index], str(error)))
+        schedule.finish(index, runner.failed(jobs[index], str(error)))
     if not queue:  # every input failed here: no worker is started
         return [schedule.results[i] for i in range(len(jobs))]
-    return schedule.run()
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    shape = worker_shape(config.workers, config.gpus_per_worker, ray.cluster_resources(), nodes, len(queue))
+    pool = ActorPool(ray, shape, options, plan, driver_settings(options), verbose=verbose, hook=hook,
+                     replacements=shape.count * config.max_retries)
+    return schedule.run(pool)

@@ -84,6 +84,7 @@ class Editor:
         self._face_editor = face_editor
         self._load_models = load_models
         self.models = models
+        self._models_given = models is not None  # networks handed in: their files may be unknown
         self.plan: list[timeline.Keyframe] | None = None if plan is None else list(plan)
         self._detector = None
         self._settings = settings
@@ -131,7 +132,7 @@ class Editor:
                              "bank": paths.bank}
                     record = {}
                 except CmetError:
-                    if self.models is None:  # cannot tell what the edit would be made with
+                    if not self._models_given:  # cannot tell what the edit would be made with
                         raise
                     files, record = {}, {"models": "given"}  # networks handed in by the caller
             record |= settings_record(self.options, files, self.detector_kind())

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from . import atomic, runner
 from .batch import Job
 from .errors import UsageError
+from .pipeline import Editor
 from .stages import Stage
 
 if TYPE_CHECKING:
@@ -72,8 +73,8 @@ class Worker:
     Run with ``max_concurrency=2`` so that ``progress`` answers while ``edit`` runs.
     """
 
-    def __init__(self, options: EditOptions, plan: list[Keyframe] | None, settings: str | None, verbose: int = 0,
-                 hook: WorkerHook | None = None) -> None:
+    def __init__(self, options: EditOptions, plan: list[Keyframe] | None, settings: tuple[str, str] | None,
+                 verbose: int = 0, hook: WorkerHook | None = None) -> None:
         self.options, self.plan, self.settings, self.hook = options, plan, settings, hook
         self.prepared: runner.Prepared | None = None
         self.job: Job | None = None
@@ -86,11 +87,19 @@ class Worker:
         """Load the models if any of ``jobs`` needs them (``runner.prepare``; the driver checked the inputs)."""
         info = WorkerInfo(os.getpid(), socket.gethostname())
         try:
-            self.prepared = runner.prepare(self.options, jobs, plan=self.plan, settings=self.settings,
+            self.prepared = runner.prepare(self.options, jobs, plan=self.plan, settings=self._settings(),
                                            progress=self._progress, check=False)
         except UsageError as exc:
             return replace(info, error=str(exc), usage_error=exc)
         return replace(info, error=self.prepared.load_error)
+
+    def _settings(self) -> str | None:
+        """The driver's settings hash, unless this node's face detector differs from the one it assumed
+        (``--detector auto`` finds face-alignment's files per node): then the editor computes its own."""
+        if self.settings is None:
+            return None
+        digest, detector = self.settings
+        return digest if Editor(self.options).detector_kind() == detector else None
 
     def edit(self, job: Job) -> EditResult:
         with self.lock:
@@ -128,13 +137,14 @@ class ActorPool:
     """Starts, replaces, retires and stops the ``Worker`` actors; knows nothing of jobs but their paths."""
 
     def __init__(self, ray, shape: WorkerShape, options: EditOptions, plan: list[Keyframe] | None,
-                 settings: str | None = None, *, verbose: int = 0, hook: WorkerHook | None = None,
+                 settings: tuple[str, str] | None = None, *, verbose: int = 0, hook: WorkerHook | None = None,
                  replacements: int = 0) -> None:
         self.ray, self.shape = ray, shape
         self.actor_class = ray.remote(Worker).options(num_cpus=shape.cpus, num_gpus=shape.gpus,
                                                       max_concurrency=2, max_restarts=0)
         self.arguments = (options, ray.put(plan), settings, verbose, hook)  # the plan travels once, not once per actor
         self.slots: list[Slot] = []
+        self.jobs: list[Job] = []  # what each actor is told it may be given (``start``)
         self.budget = replacements  # actors that may still be started to replace dead ones
         self.dead: list[tuple[int, str, Path]] = []  # (pid, host, output) of workers stopped mid-file
 

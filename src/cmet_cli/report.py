@@ -109,8 +109,8 @@ class Reporter:
     def __init__(self, console, total_files: int, *, quiet: bool = False, verbose: int = 0, as_json: bool = False,
                  show_progress: bool | None = None) -> None:
         self.quiet, self.verbose, self.as_json = quiet, verbose, as_json
-        show = not (quiet or as_json) if show_progress is None else show_progress
-        self.bars = StageProgress(console, total_files, disable=not show)
+        self.shows_progress = not (quiet or as_json) if show_progress is None else show_progress
+        self.bars = StageProgress(console, total_files, disable=not self.shows_progress)
         self.finished: list[EditResult] = []  # in the order they finished (a report after an interrupt)
         self.lock = threading.Lock()
         self._remote = False  # frames come from Ray workers: their row counts the run, not one file
@@ -150,10 +150,11 @@ class Reporter:
         for warning in result.warnings:
             self.say("warning", f"{result.input}: {warning}")
         self.bars.file_done(keep=(Stage.WRITE_VIDEO,) if self._remote else ())
-        with self.lock:
+        with self.lock:  # threads of a --jobs run: one whole line each
             self.finished.append(result)
-        if self.as_json:
-            print(json.dumps(result.as_dict()), flush=True)
+            if self.as_json:
+                sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+                sys.stdout.flush()
         if self.verbose and result.status == "done":
             from rich.text import Text
 

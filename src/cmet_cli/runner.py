@@ -140,9 +140,9 @@ def edit_one(prepared: Prepared, job: Job, editor: Editor | None = None) -> Edit
     ``editor``: this thread's copy of ``prepared.editor`` (``Editor.for_thread``).
     """
     if job in prepared.rejected:
-        return _failed(job, prepared.rejected[job])
+        return failed(job, prepared.rejected[job])
     if prepared.load_error and needs_models(job, prepared.overwrite):
-        return _failed(job, prepared.load_error)
+        return failed(job, prepared.load_error)
     editor = editor or prepared.editor
     result = EditResult(str(job.input), str(job.output))
     started = time.perf_counter()
@@ -160,7 +160,8 @@ def edit_one(prepared: Prepared, job: Job, editor: Editor | None = None) -> Edit
     return result
 
 
-def _failed(job: Job, error: str) -> EditResult:
+def failed(job: Job, error: str) -> EditResult:
+    """The result of a job that failed before (or instead of) its edit."""
     return EditResult(str(job.input), str(job.output), status="failed", error=error)
 
 
@@ -205,7 +206,8 @@ def run(jobs: Sequence[Job], options: EditOptions, *, reporter: Reporter | None 
     ``prepare``. ``cancel``: the run's token (a fresh one by default),
     cancelled on an interrupt. Raises ``UsageError`` like ``prepare``.
     """
-    prepared = prepare(options, jobs, editor=editor, load_models=load_models, progress=reporter,
+    progress = reporter if reporter is not None and reporter.shows_progress else None  # no per-chunk calls for nothing
+    prepared = prepare(options, jobs, editor=editor, load_models=load_models, progress=progress,
                        cancel=cancel or CancelToken())
 
     def one(job: Job, worker: Editor | None = None) -> EditResult:

@@ -71,7 +71,8 @@ def _check_digest(entry: LockEntry, digest: str) -> None:
 def verified_output(entry: LockEntry, final: Path) -> Iterator[HashedOutput]:
     """Write ``final`` through ``atomic_output``: it takes its name only if the block ends and its hash passes.
 
-    ``overwrite``: a reinstall replaces a file that failed its check (the CLI skips verified ones).
+    An existing ``final`` is replaced: a reinstall replaces a file that failed its check (the CLI skips
+    verified ones).
     """
     with atomic.atomic_output(final, overwrite=True) as staged:
         out = HashedOutput(staged)
