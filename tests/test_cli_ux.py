@@ -54,7 +54,7 @@ def test_log_lines_go_through_the_progress_console():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        handler = cli._setup_logging(0, False, console)
+        handler = cli.common._setup_logging(0, False, console)
         assert handler.console is console
         with report.StageProgress(console, total_files=1) as progress:
             progress(Stage.TRACK_FACES, 1, 10)

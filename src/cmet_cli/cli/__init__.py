@@ -14,7 +14,6 @@ import click
 
 from .. import __version__
 from .common import EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, CmetGroup, Terminated
-from .common import _setup_logging  # noqa: F401 - cli._setup_logging, as before the split (tests call it)
 from .editing import edit, preview
 from .params import BoxType, CueType, DeviceType, DurationType, flag
 from .setup import doctor, download_weights, emotions
