@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
-from .errors import UsageError
+from .errors import OptionError, UsageError  # noqa: F401  (OptionError: importers take it from here too)
 from .timeline import parse_time
 
 
@@ -144,7 +144,7 @@ class EditOptions:
 
     def validate(self) -> "EditOptions":
         """Check the combination and ranges; an ``OptionError`` names the field (the CLI shows its flag)."""
-        # imported here, so that this module stays a leaf (runtime imports it for OptionError)
+        # imported here, not at the top: `cmet --help` loads this module and must not import numpy
         from . import faces, media
         from .runtime import PRECISIONS, is_device_name
 
@@ -183,38 +183,3 @@ class EditOptions:
             if not Path(clip).is_file():
                 raise UsageError(f"speech clip {clip} is not a regular file")
         return self
-
-
-
-# ---------------------------------------------------------------- errors that name the field
-
-class OptionError(UsageError):
-    """A bad option value. The message is a template whose ``{field}`` places name options: ``str()`` shows
-    the library's field names (``intensity must be …``); the CLI shows its flags (``render(flag)``).
-
-    ``values``: other placeholders, filled as given (so that user text never reads as a template).
-    """
-
-    def __init__(self, template: str, **values: str) -> None:
-        self.template, self.values = template, values
-        super().__init__(self.render(lambda field: field))
-
-    def render(self, name: Callable[[str], str]) -> str:
-        """The message with each field named by ``name(field)``."""
-        return self.template.format_map(_Names(name, self.values))
-
-    def __reduce__(self):  # pickled by Ray: keep the template, not only the rendered text
-        return (_rebuild, (self.template, self.values))
-
-
-def _rebuild(template: str, values: dict[str, str]) -> OptionError:
-    return OptionError(template, **values)
-
-
-class _Names(dict):
-    def __init__(self, name: Callable[[str], str], values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.name = name
-
-    def __missing__(self, field: str) -> str:
-        return self.name(field)

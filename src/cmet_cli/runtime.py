@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .options import OptionError
+from .errors import OptionError
 
 if TYPE_CHECKING:
     import torch

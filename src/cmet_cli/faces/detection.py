@@ -148,7 +148,7 @@ DETECTORS = ("auto", "fan", "cascade")
 def detector_kind(kind: str, fan_paths: dict | None = None) -> str:
     """The detector ``--detector KIND`` resolves to: ``fan`` or ``cascade`` (``auto``: fan when its weights are there)."""
     if kind not in DETECTORS:
-        from ..options import OptionError
+        from ..errors import OptionError
 
         raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(kind))
     if kind == "auto":
