@@ -272,7 +272,10 @@ def test_lock_lists_every_model_with_its_pin():
     # no public page we could read states these hashes: they are trusted on first use (README "Weights");
     # an entry joins this list only deliberately
     assert {n for n, e in lock.items() if not e.sha256} == {"edtalk", "connector", "emotion2vec", "fan-landmarks",
-                                                             "fan-detector", "bank"}
+                                                             "fan-detector", "yunet-dynamic", "bank"}
+    # the zoo's git-LFS pointer states these (opencv/opencv_zoo, face_detection_yunet_2023mar.onnx)
+    assert (lock["yunet"].sha256, lock["yunet"].size) == (
+        "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4", 232589)
     assert lock["fan-landmarks"].sha256_prefix and lock["fan-detector"].sha256_prefix
 
 

@@ -1,8 +1,8 @@
 """The networks of a run and the files they load from: ``load_models`` reads the checkpoints once.
 
 ``weight_paths`` finds the checkpoints (and the preset bank) an edit's options need without loading
-them: the settings record hashes their content. ``face_alignment_paths`` does the same for the FAN
-face detector. torch is imported only when networks are built.
+them: the settings record hashes their content. ``detector_files`` does the same for the face
+detectors' models (face-alignment's, YuNet's). torch is imported only when networks are built.
 """
 from __future__ import annotations
 
@@ -150,12 +150,15 @@ def load_strict(module: nn.Module, state: dict, path: Path) -> None:
         raise WeightsError(f"{path} does not match the network ({' '.join(first)[:300]})") from None
 
 
-def face_alignment_paths(weights_dir: Path | None = None) -> dict[str, Path]:
-    """face-alignment's files (``fan-detector``, ``fan-landmarks``): from ``--weights-dir`` when there,
-    else the verified cache; a file found in neither is left out."""
+DETECTOR_FILES = ("fan-detector", "fan-landmarks", "yunet", "yunet-dynamic")
+
+
+def detector_files(weights_dir: Path | None = None) -> dict[str, Path]:
+    """The face detectors' model files (``DETECTOR_FILES``: face-alignment's, YuNet's): from ``--weights-dir``
+    when there, else the verified cache; a file found in neither is left out."""
     lock = weights.load_lock()
     out = {}
-    for name in ("fan-detector", "fan-landmarks"):
+    for name in DETECTOR_FILES:
         given = weights.find_in_folder(lock[name], weights_dir) if weights_dir else None
         if given is not None:
             out[name] = given

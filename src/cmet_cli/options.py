@@ -112,7 +112,7 @@ class EditOptions:
     batch_size: int | None = None  # frames per network batch; default from free device memory
     weights_dir: Path | None = None  # checkpoints under their official names, instead of the cache
     bank_dir: Path | None = None  # preset bank folder (DIR/<emotion>/*.npy)
-    detector: str = "auto"  # auto | fan | cascade
+    detector: str = "auto"  # auto | fan | yunet | cascade
     box: tuple[int, int, int, int] | None = None  # fixed face box X,Y,W,H: no detection
     face: int | None = None  # which face track (1 = largest)
     crf: int = 18  # encoder quality (libx264/libx265 CRF; 0 is lossless)
@@ -168,7 +168,7 @@ class EditOptions:
         if not is_device_name(self.device):
             raise OptionError("{device} must be auto, cpu, cuda or mps, not {value}", value=repr(self.device))
         if self.detector not in faces.DETECTORS:
-            raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(self.detector))
+            raise OptionError("{detector} must be auto, fan, yunet or cascade, not {value}", value=repr(self.detector))
         if self.face is not None and self.face < 1:
             raise OptionError("{face} counts from 1 (the largest face)")
         if not 0 <= self.crf <= 51:

@@ -35,7 +35,7 @@ from .emotion import emotion_plan
 from .errors import CmetError, MediaError, NoFaceError, UsageError
 from .face_editor import CmetEditor, FaceEditor
 from .fingerprint import Stamp, input_identity, settings_hash, settings_record
-from .models import Models, face_alignment_paths, load_models, weight_paths
+from .models import Models, detector_files, load_models, weight_paths
 from .options import EditOptions
 from .stages import CancelToken, ProgressFn, Stage
 from .stream import run_edit, track
@@ -95,16 +95,16 @@ class Editor:
 
     def for_thread(self) -> Editor:
         """A copy for another thread: the models, plan and cancel token are shared, the face detector is not
-        (OpenCV's cascade classifier must not be used from two threads at once)."""
+        (OpenCV's cascade classifier and YuNet must not be used from two threads at once)."""
         clone = copy.copy(self)
         clone._detector = None
         return clone
 
     def detector_kind(self) -> str:
-        """``fan`` or ``cascade``: what ``--detector`` resolves to here (``box`` with a fixed box)."""
+        """``fan``, ``yunet`` or ``cascade``: what ``--detector`` resolves to here (``box`` with a fixed box)."""
         if self.options.box:
             return "box"
-        return faces.detector_kind(self.options.detector, face_alignment_paths(self.options.weights_dir))
+        return faces.detector_kind(self.options.detector, detector_files(self.options.weights_dir))
 
     def detector_warnings(self) -> list[str]:
         """The cascade fallback of ``--detector auto``, for the result (and so the report) of every file."""
@@ -165,7 +165,7 @@ class Editor:
 
     def detector(self):
         if self._detector is None and not self.options.box:
-            self._detector = faces.make_detector(self.options.detector, face_alignment_paths(self.options.weights_dir))
+            self._detector = faces.make_detector(self.options.detector, detector_files(self.options.weights_dir))
         return self._detector
 
     def edit(self, input: str | Path, output: str | Path) -> EditResult:

@@ -116,7 +116,8 @@ WEIGHTS_DIR_OPTION = click.option("--weights-dir", type=click.Path(path_type=Pat
                                   help="Folder of checkpoints under their official names (env CMET_WEIGHTS_DIR).")
 DEVICE_OPTION = click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 FACE_OPTIONS = option_group(
-    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "cascade"]),
-                 help="Face detector: face-alignment (fan) or OpenCV's cascade (no download)."),
+    click.option("--detector", default="auto", show_default=True, type=click.Choice(["auto", "fan", "yunet", "cascade"]),
+                 help="Face detector: face-alignment (fan), OpenCV's YuNet or OpenCV's cascade (no download, "
+                      "not in OpenCV 5); auto: the first of these that can run (`cmet doctor` says which)."),
     click.option("--box", type=BoxType(), help="Face box X,Y,W,H: skip detection."),
 )

@@ -6,13 +6,14 @@ a feathered mask (``cropping``). Callers use the names re-exported here (``faces
 """
 from __future__ import annotations
 
-from .detection import (CASCADE_FALLBACK, DETECTORS, CascadeDetector, Detection, FanDetector, detector_kind, frontality,
-                     iou, make_detector)
+from .detection import (CASCADE_FALLBACK, DETECTORS, CascadeDetector, Detection, FanDetector, YuNetDetector,
+                        detector_kind, detector_problems, frontality, iou, make_detector)
 from .cropping import (CROP, CropBox, crop, crop_planes, face_mask, match_colour, paste, paste_planes)
 from .tracking import CROP_SCALE, FaceTrack, TrackConfig, fixed_track, track_faces
 
 __all__ = [
     "CASCADE_FALLBACK", "CROP", "CROP_SCALE", "DETECTORS", "CascadeDetector", "CropBox", "Detection", "FaceTrack",
-    "FanDetector", "TrackConfig", "crop", "crop_planes", "detector_kind", "face_mask", "fixed_track", "frontality",
-    "iou", "make_detector", "match_colour", "paste", "paste_planes", "track_faces",
+    "FanDetector", "TrackConfig", "YuNetDetector", "crop", "crop_planes", "detector_kind", "detector_problems",
+    "face_mask", "fixed_track", "frontality", "iou", "make_detector", "match_colour", "paste", "paste_planes",
+    "track_faces",
 ]

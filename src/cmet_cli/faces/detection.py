@@ -1,5 +1,9 @@
-"""Face detection on single frames: OpenCV's frontal cascade (no download) or face-alignment's S3FD with
-2DFAN-4 landmarks (``make_detector``), each giving ``Detection`` boxes in full-frame pixels."""
+"""Face detection on single frames, each detector giving ``Detection`` boxes in full-frame pixels:
+face-alignment's S3FD with 2DFAN-4 landmarks, OpenCV's YuNet (``cv2.FaceDetectorYN``, a 230 kB model from
+the OpenCV model zoo) or OpenCV's frontal Haar cascade (no download; gone from OpenCV 5).
+
+``detector_problems`` says which of them can run here and why not; ``detector_kind`` resolves
+``--detector`` (``auto``: the first usable of fan, yunet, cascade); ``make_detector`` builds one."""
 from __future__ import annotations
 
 import threading
@@ -54,10 +58,12 @@ class CascadeDetector:
     def __init__(self) -> None:
         import cv2
 
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(path)
+        problem = cascade_problem(cv2)
+        if problem:
+            raise UsageError(f"--detector cascade: {problem}")
+        self._cascade = cv2.CascadeClassifier(_cascade_path(cv2))
         if self._cascade.empty():
-            raise UsageError(f"OpenCV's face cascade is missing ({path}); install opencv-python<5")
+            raise UsageError(f"--detector cascade: OpenCV could not read {_cascade_path(cv2)}")
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         import cv2
@@ -74,9 +80,7 @@ class CascadeDetector:
 
 def frontality(landmarks: np.ndarray) -> float:
     """1 for a frontal face, towards 0 as it turns: symmetry of the nose tip between the outer eye corners (68-point layout)."""
-    nose, left, right = landmarks[30, :2], landmarks[36, :2], landmarks[45, :2]
-    dl, dr = np.linalg.norm(nose - left), np.linalg.norm(nose - right)
-    return float(1.0 - abs(dl - dr) / max(dl + dr, 1e-6))
+    return eye_symmetry(landmarks[30, :2], landmarks[36, :2], landmarks[45, :2])
 
 
 class FanDetector:
@@ -138,33 +142,147 @@ def _landmark_model(landmarks_path: str, detector_path: str, device: str):
                 os.environ["TORCH_HOME"] = previous
 
 
-CASCADE_FALLBACK = ("face-alignment weights not installed: faces found with OpenCV's cascade detector "
-                    "(lower quality); `cmet download-weights` installs them")
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``, OpenCV >= 4.5.4 and 5.x) with its five landmarks.
 
-
-DETECTORS = ("auto", "fan", "cascade")
-
-
-def detector_kind(kind: str, fan_paths: dict | None = None) -> str:
-    """The detector ``--detector KIND`` resolves to: ``fan`` or ``cascade`` (``auto``: fan when its weights are there)."""
-    if kind not in DETECTORS:
-        from ..errors import OptionError
-
-        raise OptionError("{detector} must be auto, fan or cascade, not {value}", value=repr(kind))
-    if kind == "auto":
-        return "fan" if (fan_paths or {}).get("fan-detector") else "cascade"
-    return kind
-
-
-def make_detector(kind: str, fan_paths: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:
-    """``auto`` uses face-alignment's detector when its weights are installed, else the cascade.
-
-    The fallback is not logged here: the edit reports ``CASCADE_FALLBACK`` as a warning of its result.
+    ``model``: the zoo's ONNX file (``yunet`` in ``models.lock``; OpenCV 5's engine takes the dynamic-shape
+    export ``yunet-dynamic`` as well). Not thread-safe: the editor builds one per thread.
     """
-    detector_path = (fan_paths or {}).get("fan-detector")
-    if detector_kind(kind, fan_paths) == "fan":
-        if not detector_path:
-            raise UsageError("--detector fan needs face-alignment's weights: run `cmet download-weights`")
-        landmarks = (fan_paths or {}).get("fan-landmarks")
-        return FanDetector(str(detector_path), str(landmarks) if landmarks else None, device)
+
+    name = "yunet"
+    SCORE, NMS, TOP_K = 0.6, 0.3, 50  # the zoo demo's defaults for score and NMS thresholds
+
+    def __init__(self, model: str) -> None:
+        import cv2
+
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), self.SCORE, self.NMS, self.TOP_K)
+        except cv2.error as exc:
+            raise UsageError(f"--detector yunet: OpenCV {cv2.__version__} cannot load {model} "
+                             f"({_first_line(exc)})") from None
+        self._size: tuple[int, int] | None = None
+
+    def __call__(self, frame: np.ndarray) -> list[Detection]:
+        small, scale = _downscale(frame)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, found = self._net.detect(np.ascontiguousarray(small[..., ::-1]))  # YuNet takes BGR
+        return [_yunet_detection(row, scale) for row in (found if found is not None else [])]
+
+
+def _yunet_detection(row: np.ndarray, scale: float) -> Detection:
+    """One row of YuNet's output (x, y, w, h, five landmarks as x, y pairs, score) in full-frame pixels."""
+    x, y, w, h = (float(v) / scale for v in row[:4])
+    marks = np.asarray(row[4:14], np.float64).reshape(5, 2)  # right eye, left eye, nose tip, mouth corners
+    return Detection(x, y, w, h, float(row[14]) * w * h * eye_symmetry(marks[2], marks[0], marks[1]))
+
+
+def eye_symmetry(nose: np.ndarray, eye_a: np.ndarray, eye_b: np.ndarray) -> float:
+    """1 for a frontal face, towards 0 as it turns: how equally far the nose tip lies from the two eyes."""
+    da, db = np.linalg.norm(nose - eye_a), np.linalg.norm(nose - eye_b)
+    return float(1.0 - abs(da - db) / max(da + db, 1e-6))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
+
+
+CASCADE_FALLBACK = ("neither face-alignment's nor YuNet's model is installed: faces found with OpenCV's cascade "
+                    "detector (lower quality); `cmet download-weights` installs them")
+
+
+DETECTORS = ("auto", "fan", "yunet", "cascade")
+AUTO_ORDER = ("fan", "yunet", "cascade")  # best first: what ``--detector auto`` tries
+
+
+def _cascade_path(cv2) -> str:
+    return str(getattr(getattr(cv2, "data", None), "haarcascades", "")) + "haarcascade_frontalface_default.xml"
+
+
+def cascade_problem(cv2) -> str | None:
+    """Why OpenCV's Haar cascade cannot run with this ``cv2`` (None: it can)."""
+    from pathlib import Path
+
+    if not hasattr(cv2, "CascadeClassifier"):
+        return (f"OpenCV {cv2.__version__} has no Haar cascade (OpenCV 5 removed it): "
+                "use --detector yunet (`cmet download-weights --only yunet`) or install opencv-python<5")
+    if not Path(_cascade_path(cv2)).is_file():
+        return f"OpenCV {cv2.__version__} ships no cascade file ({_cascade_path(cv2)})"
+    return None
+
+
+def yunet_model(files: dict, cv2) -> str | None:
+    """The YuNet model this OpenCV runs: the fixed-shape zoo export (``yunet``) on 4.x; on 5.x the
+    dynamic-shape export (``yunet-dynamic``) when installed, else the fixed one."""
+    major = int(str(cv2.__version__).split(".")[0])
+    order = ("yunet-dynamic", "yunet") if major >= 5 else ("yunet",)
+    found = [files[name] for name in order if files.get(name)]
+    return str(found[0]) if found else None
+
+
+def yunet_problem(files: dict, cv2) -> str | None:
+    if not hasattr(cv2, "FaceDetectorYN"):
+        return f"OpenCV {cv2.__version__} has no FaceDetectorYN (it needs OpenCV >= 4.5.4)"
+    if yunet_model(files, cv2) is None:
+        return "its model is not installed: `cmet download-weights --only yunet`"
+    return None
+
+
+def fan_problem(files: dict) -> str | None:
+    if not files.get("fan-detector"):
+        return "face-alignment's weights are not installed: `cmet download-weights`"
+    import importlib.util
+
+    if importlib.util.find_spec("face_alignment") is None:
+        return "the face-alignment package is not installed: pip install face-alignment"
+    return None
+
+
+def detector_problems(files: dict | None = None) -> dict[str, str | None]:
+    """For each detector, why it cannot run here (None: it can). ``files``: the detector model files found
+    (``models.detector_files``)."""
+    import cv2
+
+    files = files or {}
+    return {"fan": fan_problem(files), "yunet": yunet_problem(files, cv2), "cascade": cascade_problem(cv2)}
+
+
+def detector_kind(kind: str, files: dict | None = None) -> str:
+    """The detector ``--detector KIND`` resolves to here: ``fan``, ``yunet`` or ``cascade``.
+
+    ``auto``: the first usable of fan, yunet and cascade. A chosen detector that cannot run, or ``auto``
+    with none usable, is a ``UsageError`` that says what to install (or to pass ``--box``)."""
+    from ..errors import OptionError
+
+    if kind not in DETECTORS:
+        raise OptionError("{detector} must be auto, fan, yunet or cascade, not {value}", value=repr(kind))
+    problems = detector_problems(files)
+    if kind != "auto":
+        if problems[kind]:
+            raise UsageError(f"--detector {kind}: {problems[kind]}")
+        return kind
+    usable = [name for name in AUTO_ORDER if not problems[name]]
+    if not usable:
+        raise UsageError("no face detector can run here (" + "; ".join(f"{n}: {problems[n]}" for n in AUTO_ORDER)
+                         + "): run `cmet download-weights`, or pass --box X,Y,W,H")
+    return usable[0]
+
+
+def make_detector(kind: str, files: dict | None = None, device: str = "cpu") -> Callable[[np.ndarray], list[Detection]]:
+    """The detector ``--detector KIND`` resolves to (``detector_kind``), ready to call on RGB frames.
+
+    The cascade fallback of ``auto`` is not logged here: the edit reports ``CASCADE_FALLBACK`` as a warning
+    of its result."""
+    import cv2
+
+    files = files or {}
+    chosen = detector_kind(kind, files)
+    if chosen == "fan":
+        landmarks = files.get("fan-landmarks")
+        return FanDetector(str(files["fan-detector"]), str(landmarks) if landmarks else None, device)
+    if chosen == "yunet":
+        return YuNetDetector(yunet_model(files, cv2))
     return CascadeDetector()
