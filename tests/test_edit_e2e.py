@@ -59,11 +59,9 @@ def test_edit_full_size_end_to_end(setup):
 
 
 def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
-    """The reduced-precision path of CUDA runs (autocast bf16), forced on the CPU: codes, connector
-    directions, rendered faces and paste-back must all accept bf16 tensors, so that a dtype mismatch
-    fails here rather than on a user's GPU. (``pick_dtype`` never picks bf16 on the CPU: it is slower.)"""
-    from dataclasses import replace
-
+    """``--precision bf16`` on the CPU runs the networks under bf16 autocast (what CUDA runs by default): codes,
+    connector directions, rendered faces and paste-back must all accept bf16 tensors, so that a dtype mismatch
+    fails here rather than on a user's GPU."""
     import torch
 
     from cmet_cli import pipeline
@@ -72,10 +70,10 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
 
     from .cli_support import BANK, BOX
 
-    options = EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu",
+    options = EditOptions(preset="happy", weights_dir=small_weights, bank_dir=BANK, device="cpu", precision="bf16",
                           box=tuple(int(v) for v in BOX[1].split(",")))
     models = load_models(options)
-    assert models.dtype is None  # fp32 is what the CPU gets by default
+    assert models.dtype is torch.bfloat16  # asked for, so used (it was silently replaced by fp32 once)
     dtypes: list[torch.dtype | None] = []  # the autocast dtype in force at each render call
     render = models.generator.render
 
@@ -86,8 +84,7 @@ def test_bf16_autocast_on_the_cpu(tmp_path, small_weights):
     models.generator.render = recording_render
     clip = face_clip(tmp_path / "in.mp4", seconds=0.5)  # 5 frames: one connector window
     out = tmp_path / "out.mp4"
-    bf16 = replace(models, runtime=replace(models.runtime, dtype=torch.bfloat16))  # one typed Runtime per run
-    result = pipeline.Editor(options, models=bf16).edit(clip, out)
+    result = pipeline.Editor(options, models=models).edit(clip, out)
 
     assert dtypes and set(dtypes) == {torch.bfloat16}  # the networks really ran under bf16 autocast
     assert (result.status, result.frames, result.face_frames) == ("done", 5, 5)

@@ -70,7 +70,7 @@ class CmetEditor:
 
         x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.models.device)
         x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        if self.models.device.type == "cuda":
+        if self.models.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 

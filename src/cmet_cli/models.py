@@ -15,7 +15,7 @@ import numpy as np
 from . import weights
 from .errors import CmetError, WeightsError
 from .options import EditOptions, Speech
-from .runtime import Runtime, pick_device
+from .runtime import Runtime, pick_device, to_channels_last
 
 if TYPE_CHECKING:
     import torch
@@ -115,11 +115,13 @@ def load_models(options: EditOptions, *, emotion: bool = True) -> Models:
     del state
     generator.to(device).eval()
     connector.to(device).eval()
+    runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
+    if runtime.channels_last:
+        to_channels_last(generator)
     if options.compile:
         generator.encode = torch.compile(generator.encode)  # type: ignore[method-assign]
         generator.render = torch.compile(generator.render)  # type: ignore[method-assign]
     sources = EmotionSources(load_bank(paths.bank) if paths.bank else None, paths.emotion2vec, device) if emotion else None
-    runtime = Runtime.build(precision=options.precision, batch_size=options.batch_size, picked=device)
     return Models(generator, connector, runtime, sources)
 
 

@@ -150,7 +150,7 @@ class Editor:
             self._make_plan()
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 1, 1)
-            log.info("models loaded in %.1f s on %s", time.perf_counter() - started, self.models.device)
+            log.info("models loaded in %.1f s; networks: %s", time.perf_counter() - started, self.models.runtime.why)
         else:
             self._make_plan()
         self.detector()  # a detector that cannot be built is a usage error of the run, not of each file
