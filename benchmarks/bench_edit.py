@@ -237,8 +237,28 @@ def _options(spec: RunSpec):
     from cmet_cli.options import EditOptions
 
     return EditOptions(preset=PRESET, device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
-                       weights_dir=Path(spec.weights_dir), bank_dir=BANK, detector="cascade", overwrite=True,
-                       compile=spec.compile).validate()
+                       weights_dir=Path(spec.weights_dir), bank_dir=BANK, overwrite=True, compile=spec.compile,
+                       **face_finding(Path(spec.clip))).validate()
+
+
+def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """A fixed box about the size of the clip's face crop (the face is scaled to the frame height, centred)."""
+    side = int(height * 0.8)
+    return ((width - side) // 2, (height - side) // 2, side, side)
+
+
+def face_finding(clip: Path) -> dict:
+    """OpenCV's cascade where this OpenCV has it (the detector every CPU row used); else (OpenCV 5, as on CUDA
+    images) a fixed box where the face is, and the tracking pass is skipped."""
+    import cv2
+
+    from cmet_cli import media
+    from cmet_cli.faces.detection import cascade_problem
+
+    if cascade_problem(cv2) is None:
+        return {"detector": "cascade"}
+    info = media.probe(clip)
+    return {"box": centre_box(info.width, info.height)}
 
 
 def _warm_up(models, keyframes, batch: int) -> None:
@@ -271,7 +291,7 @@ def network_inputs(clip: Path, options, size: int, batch: int, batches: list | N
     from cmet_cli import faces, media, stream
 
     info = media.probe(clip)
-    face_track = stream.track(info, options, faces.make_detector(options.detector))
+    face_track = stream.track(info, options, None if options.box else faces.make_detector(options.detector))
     if batches is None:  # the edit's own plan; its chunks without a face hand the editor nothing
         batches = [b for b in stream.face_batches(face_track.present, batch, info.frame_count) if len(b)]
     wanted = {int(i) for b in batches for i in b} | {face_track.reference}
@@ -492,8 +512,7 @@ def media_only(clip: Path) -> dict:
     from tests.standin import IdentityEditor
 
     info = media.probe(clip)
-    side = int(info.height * 0.8)  # about the crop of the face scaled to the frame height
-    box = ((info.width - side) // 2, (info.height - side) // 2, side, side)
+    box = centre_box(info.width, info.height)
     with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
         loads = {"before": loadavg()}
         with timed() as span:

@@ -30,9 +30,11 @@ def skip_reason(longrepr) -> str:
 def skip_group(reason: str, markers: frozenset[str] | set[str] = frozenset()) -> tuple[str, str]:
     """Which kind of test a skip belongs to, and why that kind did not run."""
     low = reason.lower()
-    if "cuda" in markers or "cuda" in low:
+    if "real" in low and "weights" in low:  # the reason first: a CUDA test can skip for want of real weights
+        return REAL_WEIGHTS
+    if "cuda" in low or "cuda" in markers:
         return CUDA
-    if "weights" in markers or ("real" in low and "weights" in low):
+    if "weights" in markers:
         return REAL_WEIGHTS
     if "'ray'" in low:  # pytest.importorskip("ray")
         return RAY

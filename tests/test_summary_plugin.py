@@ -12,6 +12,8 @@ def test_skips_are_grouped_by_what_they_need():
     assert skip_group("no CUDA device") == CUDA
     assert skip_group("anything", {"cuda"}) == CUDA
     assert skip_group("real EDTalk weights absent (run `cmet download-weights`)") == REAL_WEIGHTS
+    # a CUDA test on a machine with a GPU, skipped for want of the real checkpoints, is not "no CUDA device"
+    assert skip_group("real EDTalk weights absent (run `cmet download-weights`)", {"cuda", "weights"}) == REAL_WEIGHTS
     assert skip_group("could not import 'ray': No module named 'ray'") == RAY
     assert skip_group("a reason of its own") == ("other tests", "a reason of its own")
     assert skip_reason(("x.py", 3, "Skipped: no CUDA device")) == "no CUDA device"
