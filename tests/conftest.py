@@ -15,6 +15,19 @@ DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cascade`` find real faces with OpenCV's Haar cascade: skipped where this OpenCV has none
+    (OpenCV 5, common on CUDA images; YuNet's model, which would replace it, cannot be fetched by a test)."""
+    import cv2
+
+    if hasattr(cv2, "CascadeClassifier"):
+        return
+    skip = pytest.mark.skip(reason=f"OpenCV {cv2.__version__} has no Haar cascade: the test finds faces with it")
+    for item in items:
+        if "cascade" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
     return GOLDEN

@@ -19,6 +19,7 @@ REAL_WEIGHTS = ("real-weights tests", "no real checkpoints: `cmet download-weigh
 DATA = ("tests on absent data files", "their golden or media files are not in the checkout")
 RAY = ("Ray tests", "ray is not installed: pip install 'cmet-cli[ray]'")
 FFMPEG = ("ffmpeg tests", "ffmpeg is not on PATH")
+CASCADE = ("face-detection tests", "this OpenCV has no Haar cascade (OpenCV 5)")
 
 
 def skip_reason(longrepr) -> str:
@@ -36,6 +37,8 @@ def skip_group(reason: str, markers: frozenset[str] | set[str] = frozenset()) ->
         return CUDA
     if "weights" in markers:
         return REAL_WEIGHTS
+    if "haar cascade" in low:
+        return CASCADE
     if "'ray'" in low:  # pytest.importorskip("ray")
         return RAY
     if "ffmpeg" in low:

@@ -139,6 +139,7 @@ def test_odd_formats_and_names_are_edited(tmp_path, small_weights, model_loads, 
 
 # ---------------------------------------------------------------- faces
 
+@pytest.mark.cascade
 def test_no_face_anywhere_suggests_box(tmp_path, small_weights, model_loads):
     src = synthetic(tmp_path / "pattern.mp4", size="320x240", rate="10", seconds=0.5)
     out = tmp_path / "out.mp4"
@@ -147,6 +148,7 @@ def test_no_face_anywhere_suggests_box(tmp_path, small_weights, model_loads):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.cascade
 def test_face_lost_for_part_of_the_clip(tmp_path, small_weights, model_loads, data_dir):
     src = face_clip(tmp_path / "leaves.mp4", seconds=1.0, audio=False, until=0.25)  # face in frames 0-2 of 10
     out = tmp_path / "out.mp4"
@@ -161,6 +163,7 @@ def test_face_lost_for_part_of_the_clip(tmp_path, small_weights, model_loads, da
     assert region_change(a[-lost:], b[-lost:], slice(None), slice(None)) < 2  # passed through: re-encoding only
 
 
+@pytest.mark.cascade
 def test_cascade_fallback_is_a_warning_of_the_result(tmp_path, clip, small_weights, model_loads):
     """--detector auto without face-alignment's weights: the cascade is used, and every result says so."""
     from cmet_cli.faces import CASCADE_FALLBACK
@@ -179,6 +182,7 @@ def two_faces(tmp_path_factory, data_dir) -> Path:
     return two_faces_clip(tmp_path_factory.mktemp("two") / "two.mp4")
 
 
+@pytest.mark.cascade
 @pytest.mark.parametrize("pick", [None, 2])
 def test_two_faces_largest_or_chosen(tmp_path, two_faces, small_weights, model_loads, pick):
     out = tmp_path / "out.mp4"
@@ -192,6 +196,7 @@ def test_two_faces_largest_or_chosen(tmp_path, two_faces, small_weights, model_l
     assert edited > 20 and kept < 5, (big, small)  # kept: re-encoding only
 
 
+@pytest.mark.cascade
 def test_face_number_out_of_range(tmp_path, clip, small_weights, model_loads):
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--detector", "cascade", "--face", "3",
                *model_args(small_weights))

@@ -32,7 +32,7 @@ def setup(tmp_path_factory, data_dir):
     }
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("device", [pytest.param("cpu", marks=pytest.mark.cascade), pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_edit_full_size_end_to_end(setup, device):
     """The whole edit through the CLI. On CUDA with ``--box`` (CUDA images often carry OpenCV 5, which has no
     cascade, and the YuNet model cannot be fetched there): the detector is not what the CUDA run checks."""

@@ -24,6 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+@pytest.mark.cascade
 def test_identity_paste_back_is_transparent(clip):
     info = media.probe(clip)
     face_track = track(info, EditOptions(preset="happy", detector="cascade"), faces.CascadeDetector())

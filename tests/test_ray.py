@@ -95,6 +95,7 @@ def _no_temp_files(folder: Path) -> None:
     assert not [p.name for p in folder.rglob("*.part")]
 
 
+@pytest.mark.cascade
 def test_ray_matches_local_and_resumes(setup, ray_instance, local_outputs):
     out, report = setup["root"] / "ray", setup["root"] / "ray.json"
     result = _cmet_edit(setup, "ray", "--executor", "ray", "--workers", "2")

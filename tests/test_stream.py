@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cmet_cli import faces, media, stream
 from cmet_cli.options import EditOptions
@@ -45,6 +46,7 @@ def test_plan_groups_face_frames_by_chunk() -> None:
     assert _plain(stream.face_batches(present, 3, n_frames=4)) == [[0, 1], [3]]
 
 
+@pytest.mark.cascade
 def test_the_edit_hands_the_editor_the_planned_batches(tmp_path: Path) -> None:
     """The face leaves after 0.25 s: the editor gets the face frames of each chunk, as ``face_batches`` says."""
     src = face_clip(tmp_path / "leaves.mp4", seconds=1.0, audio=False, until=0.25)

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .summary_plugin import CUDA, RAY, REAL_WEIGHTS, skip_group, skip_reason, summary_line
+from .summary_plugin import CASCADE, CUDA, RAY, REAL_WEIGHTS, skip_group, skip_reason, summary_line
 
 
 def test_skips_are_grouped_by_what_they_need():
@@ -15,6 +15,7 @@ def test_skips_are_grouped_by_what_they_need():
     # a CUDA test on a machine with a GPU, skipped for want of the real checkpoints, is not "no CUDA device"
     assert skip_group("real EDTalk weights absent (run `cmet download-weights`)", {"cuda", "weights"}) == REAL_WEIGHTS
     assert skip_group("could not import 'ray': No module named 'ray'") == RAY
+    assert skip_group("OpenCV 5.1.0 has no Haar cascade: the test finds faces with it", {"cascade"}) == CASCADE
     assert skip_group("a reason of its own") == ("other tests", "a reason of its own")
     assert skip_reason(("x.py", 3, "Skipped: no CUDA device")) == "no CUDA device"
 
