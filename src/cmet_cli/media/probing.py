@@ -273,6 +273,80 @@ def video_stream(container):
     return streams[0]
 
 
+@dataclass(frozen=True)
+class HdrMetadata:
+    """A video's HDR metadata, as its first frame carries it (FFmpeg hands container-level boxes to the frames too).
+
+    ``mastering``: the mastering display's colour volume, (red x, red y, green x, green y, blue x, blue y,
+    white x, white y) chromaticities and (min, max) luminance in cd/m²; ``light``: (MaxCLL, MaxFALL) in cd/m²;
+    ``dynamic``: the kinds of dynamic metadata found (``HDR10+``, ``Dolby Vision``), which a re-encode cannot keep;
+    ``stream``: the video stream's index.
+    """
+
+    mastering: tuple[Fraction, ...] | None = None
+    light: tuple[int, int] | None = None
+    dynamic: tuple[str, ...] = ()
+    stream: int = 0
+
+    @property
+    def static(self) -> bool:
+        return self.mastering is not None or self.light is not None
+
+
+_DYNAMIC = {"DYNAMIC_HDR_PLUS": "HDR10+", "DOVI_RPU_BUFFER": "Dolby Vision", "DOVI_METADATA": "Dolby Vision",
+            "DYNAMIC_HDR_VIVID": "HDR Vivid"}
+
+
+def mastering_display(raw: bytes) -> tuple[Fraction, ...] | None:
+    """FFmpeg's AVMasteringDisplayMetadata (10 rationals: R, G, B and white x/y, min and max luminance; then
+    has_primaries, has_luminance) as 10 fractions; None unless both parts are present."""
+    if len(raw) < 88:
+        return None
+    ints = np.frombuffer(raw[:88], np.int32)
+    if not (ints[20] and ints[21]) or np.any(ints[1:20:2] == 0):
+        return None
+    return tuple(Fraction(int(n), int(d)) for n, d in zip(ints[0:20:2], ints[1:20:2]))
+
+
+def content_light(raw: bytes) -> tuple[int, int] | None:
+    """FFmpeg's AVContentLightMetadata (MaxCLL, MaxFALL as unsigned ints); None when both are 0."""
+    if len(raw) < 8:
+        return None
+    cll, fall = (int(v) for v in np.frombuffer(raw[:8], np.uint32))
+    return (cll, fall) if cll or fall else None
+
+
+def hdr_metadata(path: Path) -> HdrMetadata:
+    """The HDR metadata of the first video frame that decodes (see ``HdrMetadata``); empty when none decodes."""
+    import av
+
+    try:
+        container = open_input(path)
+    except MediaError:
+        return HdrMetadata()
+    try:
+        stream = video_stream(container)
+        index = int(stream.index)
+        frame = next(container.decode(stream), None)
+    except (av.FFmpegError, MediaError):
+        return HdrMetadata()
+    finally:
+        container.close()
+    if frame is None:
+        return HdrMetadata()
+    mastering = light = None
+    dynamic: list[str] = []
+    for side in frame.side_data:
+        kind = getattr(side.type, "name", str(side.type))
+        if kind == "MASTERING_DISPLAY_METADATA":
+            mastering = mastering_display(bytes(side))
+        elif kind == "CONTENT_LIGHT_LEVEL":
+            light = content_light(bytes(side))
+        elif kind in _DYNAMIC and _DYNAMIC[kind] not in dynamic:
+            dynamic.append(_DYNAMIC[kind])
+    return HdrMetadata(mastering, light, tuple(dynamic), index)
+
+
 def frame_times(info: VideoInfo) -> np.ndarray | None:
     """Each shown frame's presentation time in seconds since the first one, from the packets (no decoding).
 
