@@ -1,6 +1,7 @@
 """Media I/O through ffmpeg, in the order the data flows.
 
-- ``probing``: what a file holds (``probe`` -> ``VideoInfo``), checks, tags, frame counts and timestamps
+- ``probing``: what a file holds (``probe`` -> ``VideoInfo``), checks, tags, frame counts, timestamps, damage
+  and HDR metadata
 - ``decode``: whole RGB frames (tracking, previews) and mono audio through the ffmpeg binary
 - ``planes``: the edit pass's input, each frame as the video's own planes with its timestamp (PyAV)
 - ``encode``: the edit pass's output, planes encoded in-process (``FrameWriter``)
@@ -18,5 +19,5 @@ from .decode import decode_audio, read_frames, read_frames_at
 from .encode import CODECS, FORMAT_BY_SUFFIX, FrameWriter, output_format, stop_writers
 from .mux import audio_plan, verify_output
 from .planes import Frame, Layout, read_planes
-from .probing import (AudioStream, VideoInfo, container_tags, count_frames, ffmpeg_binary, ffprobe_binary,
+from .probing import (AudioStream, VideoInfo, container_tags, count_frames, damage, ffmpeg_binary, ffprobe_binary,
                       frame_times, is_video, looks_like_video, probe)
