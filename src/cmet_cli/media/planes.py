@@ -191,6 +191,24 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
         container.close()
 
 
+def planes_at(info: VideoInfo, indices) -> dict[int, Frame]:
+    """A few frames by index (for previews), as planes: decoding stops after the last; only those are kept."""
+    wanted = set(int(i) for i in indices)
+    picked: dict[int, Frame] = {}
+    if not wanted:
+        return picked
+    frames = read_planes(info)
+    try:
+        for i, frame in enumerate(frames):
+            if i in wanted:
+                picked[i] = frame
+            if i >= max(wanted):
+                break
+    finally:
+        frames.close()
+    return picked
+
+
 def _decode_tolerant(container, stream, path: Path) -> Iterator:
     """Decoded frames; a damaged packet is skipped as ffmpeg does (the frame count then tells), unless
     nothing at all decodes."""
