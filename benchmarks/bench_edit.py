@@ -3,6 +3,7 @@
     python -m benchmarks.bench_edit --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
     python -m benchmarks.bench_edit --rss-scaling [--device cpu]
     python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p
+    python -m benchmarks.bench_edit --track-only --frames 50 --size 2160p
 
 from the repository root: the benchmark is a module of the ``benchmarks`` package, and takes its clip,
 its stand-in weights and the ``IdentityEditor`` from the test suite's helpers (``tests.clips``,
@@ -523,6 +524,24 @@ def media_only(clip: Path) -> dict:
             "media_only_cpu_s": round(span.cpu_s, 3), "nproc": os.cpu_count(), "loadavg_1m": loads}
 
 
+def track_only(clip: Path) -> dict:
+    """The face-tracking pass alone (``stream.track`` with OpenCV's cascade, no weights): decoding every frame
+    and detecting on every 5th, in this process."""
+    from cmet_cli import faces, media, stream
+    from cmet_cli.options import EditOptions
+
+    info = media.probe(clip)
+    detector = faces.make_detector("cascade")
+    loads = {"before": loadavg()}
+    with timed() as span:
+        track = stream.track(info, EditOptions(preset="neutral", detector="cascade"), detector)
+    loads["after"] = loadavg()
+    return {"mode": "track-only", "frames": info.frame_count, "size": f"{info.width}x{info.height}",
+            "face_frames": int(track.present.sum()), "track_s": round(span.wall_s, 3),
+            "track_fps": round(info.frame_count / span.wall_s, 3), "track_cpu_s": round(span.cpu_s, 3),
+            "nproc": os.cpu_count(), "loadavg_1m": loads}
+
+
 def rss_scaling(args: argparse.Namespace) -> dict:
     """Peak RSS of a 10 s and a 60 s clip with the small model; the ratio should be ≤ 1.1."""
     weights = args.weights_dir or standin_weights(args.cache_dir, args.small_size)
@@ -564,6 +583,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"peak RSS of a {RSS_SECONDS[0]} s and a {RSS_SECONDS[1]} s clip with --small-model, and their ratio")
     ap.add_argument("--media-only", action="store_true",
                     help="time the edit without networks (identity face editor): the media path alone")
+    ap.add_argument("--track-only", action="store_true",
+                    help="time the face-tracking pass alone (decode, cascade detector on every 5th frame)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="checkpoints under their official names (default: stand-ins)")
     ap.add_argument("--cache-dir", type=Path, default=default_cache(), help="stand-in weights and clips (default %(default)s)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -582,8 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not SAMPLE.is_file():
         raise SystemExit(f"{SAMPLE} is missing: the benchmark needs the repository's tests/data")
-    if args.media_only:
-        report = media_only(make_clip(args.cache_dir, args.frames, args.size))
+    if args.media_only or args.track_only:
+        clip = make_clip(args.cache_dir, args.frames, args.size)
+        report = track_only(clip) if args.track_only else media_only(clip)
         print(json.dumps(report), flush=True)
         return 0
     args.small_model = args.small_model or args.rss_scaling

@@ -42,6 +42,13 @@ def test_benchmark_ci_size(data_dir: Path, tmp_path: Path) -> None:
     assert clip.is_file() and (tmp_path / "standin-8" / "EDTalk.pt").is_file()
 
 
+def test_track_only_times_the_tracking_pass(data_dir: Path, tmp_path: Path) -> None:
+    report = _run_script("--track-only", "--frames", "6", "--size", "320x240", "--cache-dir", str(tmp_path))
+    assert report["mode"] == "track-only" and report["frames"] == 6 and report["size"] == "320x240"
+    assert report["face_frames"] == 6  # the sample's face, found by the cascade
+    assert report["track_s"] > 0 and report["track_fps"] == pytest.approx(6 / report["track_s"], rel=0.01)
+
+
 def test_media_only_times_the_edit_without_networks(data_dir: Path, tmp_path: Path) -> None:
     report = _run_script("--media-only", "--frames", "3", "--size", "256x144", "--cache-dir", str(tmp_path))
     assert report["mode"] == "media-only" and report["frames"] == 3 and report["size"] == "256x144"

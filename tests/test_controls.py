@@ -482,6 +482,12 @@ def test_happy_is_much_stronger_and_verbose_prints_a_line(cached_models, short_c
     assert len(lines) == 1 and "expression change" in lines[0] and f"{row['vector_norm']:.2f}" in lines[0]
 
 
+# Preview thumbnails against ffmpeg's whole-frame RGB scaled the same way: measured mean |difference| 0.24 levels
+# (this test's clip; scaling before conversion, rounding). The same frames read as bt709 instead of bt601 differ by
+# 1.65, as full range by 5.0, and a neighbouring pick (frame 1 for frame 8) by 2.15: all caught.
+PREVIEW_BOUND = 0.8
+
+
 def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypatch, clip: Path, tmp_path: Path,
                                                  bank_dir, weights_dir) -> None:
     def no_full_decode(*a, **k):
@@ -489,14 +495,19 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
 
     # both names a full decode can come through: the package's (what preview.py would call) and the decoder
     # module's (what read_frames_at falls back to)
+    import cv2
+
+    from cmet_cli.preview import sample_indices
+
+    info = media.probe(clip)
+    whole = media.read_frames_at(info, sample_indices(info.frame_count, 3))  # ffmpeg's RGB, before it is barred
     monkeypatch.setattr(media, "read_frames", no_full_decode)
     monkeypatch.setattr(media.decode, "read_frames", no_full_decode)
+    monkeypatch.setattr(media, "read_frames_at", no_full_decode)  # nor whole RGB frames: planes (issue 22)
     sheet = tmp_path / "sheet.png"
     result = _cli("preview", clip, "--preset", "happy", "--frames", "3", "-o", sheet, "--box", BOX_ARG,
                   "--bank", bank_dir, "--weights-dir", weights_dir, "--device", "cpu", load_models=cached_models)
     assert result.exit_code == 0, result.output
-    import cv2
-
     image = cv2.imread(str(sheet))
     thumb_w = round(384 * 256 / 320)
     assert image.shape == (2 * 256, 3 * thumb_w, 3)
@@ -504,6 +515,10 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
     # top row: the original frames 1, 5, 8 of 10; bottom row: edited, so it differs from the top
     top, bottom = image[:256].astype(int), image[256:].astype(int)
     assert np.abs(top - bottom).mean() > 0.5
+    # the top row, scaled in the planes before conversion, shows the frames as ffmpeg's whole-frame RGB does
+    expected = np.concatenate([cv2.resize(whole[i], (thumb_w, 256), interpolation=cv2.INTER_AREA)
+                               for i in sorted(whole)], axis=1)[..., ::-1].astype(int)
+    assert np.abs(top - expected).mean() < PREVIEW_BOUND
     again = _cli("preview", clip, "--preset", "happy", "-o", sheet, "--box", BOX_ARG, "--bank", bank_dir,
                  "--weights-dir", weights_dir)
     assert again.exit_code == 2 and "--overwrite" in again.stderr

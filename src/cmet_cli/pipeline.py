@@ -210,12 +210,18 @@ def check_input(info: media.VideoInfo, options: EditOptions) -> list[str]:
     """What can be told about an input from its probe, before any frame is edited: raises for a damaged
     file (unless ``allow_damaged``) and a ``--box`` outside the frame; returns warnings."""
     warnings: list[str] = []
-    if info.damaged:
+    if info.damaged:  # MP4/MOV: the index declares more frames than the data holds
         decoded = media.count_frames(info)
         text = f"damaged: {decoded} of {info.declared_frames} frames decode"
         if not options.allow_damaged:
             raise MediaError(f"{info.path}: {text} (--allow-damaged edits the frames that do)")
         warnings.append(f"{text}: writing those {decoded}")
+    elif not info.declared_frames:  # MKV, WebM, MPEG-TS, ...: no frame count to compare with
+        reason = media.damage(info)
+        if reason is not None:
+            if not options.allow_damaged:
+                raise MediaError(f"{info.path}: damaged: {reason} (--allow-damaged edits the frames that decode)")
+            warnings.append(f"damaged: {reason}: writing the {media.count_frames(info)} frames that decode")
     if options.box and box_outside(options.box, info.width, info.height):
         raise UsageError(f"--box {','.join(map(str, options.box))} lies outside the {info.width}x{info.height} "
                          f"frame of {info.path}")

@@ -1,8 +1,9 @@
 """``cmet preview``: a contact sheet of a few evenly spaced frames, original above and edited below.
 
-Only those frames are converted and processed (ffmpeg's ``select`` filter drops the others right after
-decoding, and decoding stops after the last one), so it answers in seconds where a full edit takes
-minutes. The connector rolls over the sampled frames as if they were consecutive: a preview of the
+Only those frames are kept and processed (decoding stops after the last one), as the video's planes: the
+detector sees a small RGB image of each, the face crop alone is converted for the networks and pasted back
+into the planes, and the thumbnails are scaled in the planes before conversion. So it answers in seconds
+where a full edit takes minutes. The connector rolls over the sampled frames as if they were consecutive: a preview of the
 emotion, not of its timing.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, faces, media, presets
+from . import atomic, colour, faces, media, presets, stream
 from .errors import MediaError, NoFaceError, UsageError
 from .options import EditOptions, OptionError
 from .face_editor import CmetEditor
@@ -29,11 +30,15 @@ def sample_indices(frame_count: int, n: int) -> list[int]:
     return sorted({int((k + 0.5) * frame_count / n) for k in range(n)})
 
 
-def _thumb(frame: np.ndarray) -> np.ndarray:
-    import cv2
+def _thumb(frame: media.Frame) -> np.ndarray:
+    h, w = frame.shape
+    return media.scaled_rgb(frame, (THUMB, max(1, round(w * THUMB / h))))
 
-    h, w = frame.shape[:2]
-    return cv2.resize(frame, (max(1, round(w * THUMB / h)), THUMB), interpolation=cv2.INTER_AREA)
+
+def _crop(frame: media.Frame, box: faces.CropBox, size: int) -> np.ndarray:
+    """The face crop of a frame as the networks see it (uint8 RGB), converted from its planes alone."""
+    h, w = frame.shape
+    return colour.to_uint8(faces.crop_planes(frame.planes, box, size, frame.layout.conversion(w, h), frame.layout.sub))
 
 
 def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n_frames: int = 6,
@@ -55,7 +60,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     editor.load()
     for warning in presets.weak_warnings(editor.plan) + editor.detector_warnings():
         log.warning(warning)
-    picks = media.read_frames_at(info, sample_indices(info.frame_count, n_frames))
+    picks = media.planes_at(info, sample_indices(info.frame_count, n_frames))
     order = sorted(picks)
     detector = editor.detector()
     boxes: dict[int, faces.CropBox] = {}
@@ -63,7 +68,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
         if options.box:
             row = faces.fixed_track(options.box, 1).boxes[0]
         else:
-            dets = detector(picks[i])
+            dets = stream.detect(detector, picks[i])
             if not dets:
                 continue
             best = max(dets, key=lambda d: d.area)
@@ -73,14 +78,14 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
         raise NoFaceError(f"{input}: no face in the sampled frames; give its position with --box X,Y,W,H")
     size = editor.models.crop_size
     have = [i for i in order if i in boxes]
-    crops = np.stack([faces.crop(picks[i], boxes[i], size) for i in have])
+    crops = np.stack([_crop(picks[i], boxes[i], size) for i in have])
     cmet = CmetEditor(editor.models, editor.plan, options.blend)
     cmet.begin(crops[0], len(have), 1.0)
     edited = cmet(crops, np.arange(len(have)))
     mask = faces.face_mask(size)
     top = [_thumb(picks[i]) for i in order]
-    bottom = [_thumb(faces.paste(picks[i], edited[have.index(i)], boxes[i], mask)) if i in boxes else _thumb(picks[i])
-              for i in order]
+    bottom = [_thumb(stream.composite(picks[i], edited[have.index(i)].astype(np.float32), boxes[i], mask))
+              if i in boxes else _thumb(picks[i]) for i in order]
     sheet = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
     ok, encoded = cv2.imencode(output.suffix.lower(), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:

@@ -1,6 +1,6 @@
 """The two streaming passes over a video (memory does not grow with its length) and their threads.
 
-1. ``track``: decode, detect faces on keyframes, link them into tracks and smooth them: a crop box per
+1. ``track``: decode as planes, detect faces on keyframes (scaled down, ``detect``), link them into tracks and smooth them: a crop box per
    frame, and the appearance (reference) frame;
 2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
    video's own planes: a decoder thread (``prefetch``) decodes and crops one chunk ahead, the face editor
@@ -200,20 +200,35 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
     keys: list[tuple[int, list[faces.Detection]]] = []
     count, last = 0, None
     cancel = cancel or CancelToken()
-    for i, frame in enumerate(media.read_frames(info)):
-        cancel.check()
-        count, last = i + 1, frame
-        if i % every == 0:
-            keys.append((i, detector(frame)))
-            if progress:
-                progress(Stage.TRACK_FACES, i + 1, info.frame_count)
+    frames = media.read_planes(info)  # decoded as the edit pass decodes: the same frames, none converted
+    try:
+        for i, frame in enumerate(frames):
+            cancel.check()
+            count, last = i + 1, frame
+            if i % every == 0:
+                keys.append((i, detect(detector, frame)))
+                if progress:
+                    progress(Stage.TRACK_FACES, i + 1, info.frame_count)
+    finally:
+        frames.close()
     if last is not None and (count - 1) % every:
-        keys.append((count - 1, detector(last)))  # the last frame too, so the track reaches the end
+        keys.append((count - 1, detect(detector, last)))  # the last frame too, so the track reaches the end
     if progress:
         progress(Stage.TRACK_FACES, count, count)
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
     return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
+
+
+def detect(detector: Callable[[np.ndarray], list[faces.Detection]], frame: "media.Frame",
+           max_side: int = faces.detection.DETECT_MAX_SIDE) -> list[faces.Detection]:
+    """The detector's faces in a frame, in full-frame pixels: it sees the frame scaled down to ``max_side``
+    (only that small image is converted to RGB), and its boxes are scaled back up."""
+    h, w = frame.shape
+    small = media.scaled_size((h, w), max_side)
+    sy, sx = h / small[0], w / small[1]
+    return [faces.Detection(d.x * sx, d.y * sy, d.w * sx, d.h * sy, d.score * sx * sy)
+            for d in detector(media.scaled_rgb(frame, small))]
 
 
 def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,

@@ -1,8 +1,10 @@
 """Media I/O through ffmpeg, in the order the data flows.
 
-- ``probing``: what a file holds (``probe`` -> ``VideoInfo``), checks, tags, frame counts and timestamps
-- ``decode``: whole RGB frames (tracking, previews) and mono audio through the ffmpeg binary
-- ``planes``: the edit pass's input, each frame as the video's own planes with its timestamp (PyAV)
+- ``probing``: what a file holds (``probe`` -> ``VideoInfo``), checks, tags, frame counts, timestamps, damage
+  and HDR metadata
+- ``decode``: whole RGB frames and mono audio through the ffmpeg binary
+- ``planes``: each frame as the video's own planes with its timestamp (PyAV), for the edit, the tracking
+  pass and previews; ``scaled_rgb``: a small RGB view of one (detection, thumbnails)
 - ``encode``: the edit pass's output, planes encoded in-process (``FrameWriter``)
 - ``mux``: what the output keeps from the input (audio, subtitles, tags) and ``verify_output``
 
@@ -17,6 +19,6 @@ from ..errors import MediaError
 from .decode import decode_audio, read_frames, read_frames_at
 from .encode import CODECS, FORMAT_BY_SUFFIX, FrameWriter, output_format, stop_writers
 from .mux import audio_plan, verify_output
-from .planes import Frame, Layout, read_planes
-from .probing import (AudioStream, VideoInfo, container_tags, count_frames, ffmpeg_binary, ffprobe_binary,
+from .planes import Frame, Layout, planes_at, read_planes, scaled_rgb, scaled_size
+from .probing import (AudioStream, VideoInfo, container_tags, count_frames, damage, ffmpeg_binary, ffprobe_binary,
                       frame_times, is_video, looks_like_video, probe)

@@ -1,7 +1,8 @@
-"""Decoding through the ffmpeg binary: whole RGB frames (for face tracking and previews) and mono audio.
+"""Decoding through the ffmpeg binary: whole RGB frames and mono audio (speech clips).
 
-Every command is an ffmpeg-python graph compiled to an argument list and run without a shell. The edit pass
-itself does not come through here: it reads the video's own planes (see ``planes``).
+Every command is an ffmpeg-python graph compiled to an argument list and run without a shell. The edit pass,
+the tracking pass and previews do not come through here: they read the video's own planes (see ``planes``);
+``read_frames`` stays as a decoder independent of PyAV (the tests compare against it).
 """
 from __future__ import annotations
 

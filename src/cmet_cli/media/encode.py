@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import MediaError
 from .mux import SideStreams, audio_plan, video_template
 from .planes import Frame, Layout, plane_array
-from .probing import VideoInfo
+from .probing import HdrMetadata, VideoInfo, hdr_metadata
 
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 CODECS = ("auto", "h264", "hevc")
@@ -40,6 +40,31 @@ def choose_codec(request: str, layout: Layout, input_codec: str) -> str:
     if request == "auto":
         request = "hevc" if layout.bits > 8 and input_codec == "hevc" else "h264"
     return {"h264": "libx264", "hevc": "libx265"}[request]
+
+
+def hdr10_params(hdr: HdrMetadata, encoder: str) -> list[str]:
+    """The encoder parameters that write ``hdr``'s static HDR10 metadata (SEI in every keyframe's headers).
+
+    x265 and x264 take the mastering display as ``G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)``, chromaticities in
+    units of 0.00002 and luminance in 0.0001 cd/m², and the content light level as ``MaxCLL,MaxFALL``.
+    """
+    params: list[str] = []
+    if hdr.mastering is not None:
+        rx, ry, gx, gy, bx, by, wx, wy, low, high = hdr.mastering
+        xy = lambda x, y: f"{round(x * 50000)},{round(y * 50000)}"  # noqa: E731
+        display = f"G({xy(gx, gy)})B({xy(bx, by)})R({xy(rx, ry)})WP({xy(wx, wy)})L({round(high * 10000)},{round(low * 10000)})"
+        params.append(("master-display=" if encoder == "libx265" else "mastering-display=") + display)
+    if hdr.light is not None:
+        params.append(("max-cll=" if encoder == "libx265" else "cll=") + f"{hdr.light[0]},{hdr.light[1]}")
+    if params and encoder == "libx265":
+        params = ["hdr10=1", "repeat-headers=1", *params]
+    return params
+
+
+def hdr_notes(hdr: HdrMetadata) -> list[str]:
+    """What of the input's HDR metadata the re-encode cannot keep: dynamic metadata, by kind and stream."""
+    return [f"video stream {hdr.stream}: its {kind} dynamic metadata cannot be carried through a re-encode: dropped"
+            + (" (the static HDR10 metadata is kept)" if hdr.static else "") for kind in hdr.dynamic]
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -100,6 +125,8 @@ class FrameWriter:
         _WRITERS.add(self)
         self.side = SideStreams(Path(audio_from), self.container, self.fmt) if audio_from else None
         self.notes = list(self.side.notes) if self.side else []
+        self.hdr = hdr_metadata(info.path)
+        self.notes += hdr_notes(self.hdr)
 
     def _open_video(self, layout: Layout) -> None:
         name = choose_codec(self.codec, layout, self.info.codec)
@@ -118,10 +145,13 @@ class FrameWriter:
         for key, value in tags.items():
             stream.metadata[key] = value
         options = {"crf": str(self.crf), "preset": self.preset}
+        hdr = hdr10_params(self.hdr, name)
         if name == "libx265":
-            options["x265-params"] = "log-level=error" + (":lossless=1" if self.crf == 0 else "")
+            options["x265-params"] = ":".join(["log-level=error", *(["lossless=1"] if self.crf == 0 else []), *hdr])
             if self.fmt in ("mp4", "mov"):
                 stream.codec_tag = "hvc1"  # the tag Apple players need for HEVC
+        elif hdr:
+            options["x264-params"] = ":".join(hdr)
         stream.options = options
         self.stream, self.layout = stream, layout
 

@@ -104,6 +104,35 @@ def upsample_chroma(plane: np.ndarray, sub: tuple[int, int], shape: tuple[int, i
     return full[: shape[0], : shape[1]]
 
 
+def scaled_size(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """(height, width) of a frame scaled down to at most ``max_side`` pixels on its longer side (never up)."""
+    h, w = shape
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def scaled_rgb(frame: Frame, size: tuple[int, int]) -> np.ndarray:
+    """A whole frame as uint8 RGB at ``size`` (height, width): each plane is scaled in its own code values
+    (area averaging), then only the small image is converted, with the video's matrix and range (as the face
+    crop is). The cheap view of a frame for a face detector or a thumbnail."""
+    import cv2
+
+    from ..colour import to_rgb, to_uint8
+
+    h, w = frame.shape
+    conv = frame.layout.conversion(w, h)
+
+    def scale(plane: np.ndarray) -> np.ndarray:
+        if any(step < 0 for step in plane.strides):  # a rotated view: OpenCV needs forward strides
+            plane = np.ascontiguousarray(plane)
+        if plane.shape[:2] == size:
+            return plane
+        return cv2.resize(plane, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+    y, u, v = (scale(p) for p in frame.planes)  # chroma straight from its own resolution to the target's
+    return to_uint8(to_rgb(y, u, v, conv))
+
+
 def _frame_planes(frame, target: str, rotation: int) -> tuple[tuple[np.ndarray, ...], str | None]:
     """A decoded av.VideoFrame as upright planes in ``target`` format (views where no conversion is needed)."""
     name = FULL_RANGE_ALIASES.get(frame.format.name, frame.format.name)
@@ -160,6 +189,24 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
             yield Frame(planes, frame.pts, layout)
     finally:
         container.close()
+
+
+def planes_at(info: VideoInfo, indices) -> dict[int, Frame]:
+    """A few frames by index (for previews), as planes: decoding stops after the last; only those are kept."""
+    wanted = set(int(i) for i in indices)
+    picked: dict[int, Frame] = {}
+    if not wanted:
+        return picked
+    frames = read_planes(info)
+    try:
+        for i, frame in enumerate(frames):
+            if i in wanted:
+                picked[i] = frame
+            if i >= max(wanted):
+                break
+    finally:
+        frames.close()
+    return picked
 
 
 def _decode_tolerant(container, stream, path: Path) -> Iterator:

@@ -273,6 +273,169 @@ def video_stream(container):
     return streams[0]
 
 
+# ---------------------------------------------------------------- damage where the container declares no frame count
+
+SHORT_END_S = 0.25  # a stream that ends this much before the container's declared end is cut off (see ``damage``)
+
+
+def _vint(data: bytes, at: int) -> tuple[int, int, bool]:
+    """An EBML variable-length integer at ``at``: (value, its length in bytes, whether it is "unknown")."""
+    first = data[at]
+    length = 9 - first.bit_length() if first else 9
+    if length > 8 or at + length > len(data):
+        raise ValueError("not an EBML integer")
+    value = first & (0xFF >> length)
+    for byte in data[at + 1:at + length]:
+        value = (value << 8) | byte
+    return value, length, value == (1 << (7 * length)) - 1
+
+
+def ebml_shortfall(path: Path) -> int:
+    """Matroska/WebM: how many bytes the file lacks of the size its Segment element declares (0: none, or
+    not a Matroska file, or a live stream's unknown size)."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    try:
+        if head[:4] != b"\x1a\x45\xdf\xa3":
+            return 0
+        size, n, _ = _vint(head, 4)
+        at = 4 + n + size
+        if head[at:at + 4] != b"\x18\x53\x80\x67":
+            return 0
+        size, n, unknown = _vint(head, at + 4)
+    except (ValueError, IndexError):
+        return 0
+    return 0 if unknown else max(0, at + 4 + n + size - path.stat().st_size)
+
+
+def ts_packet_size(path: Path) -> int:
+    """188 (MPEG-TS), 192 (M2TS: a 4-byte timecode before each packet) or 0 (neither)."""
+    with open(path, "rb") as fh:
+        data = fh.read(192 * 3)
+    for size, sync in ((188, 0), (192, 4)):
+        if len(data) > 2 * size + sync and all(data[sync + k * size] == 0x47 for k in range(3) if sync + k * size < len(data)):
+            return size
+    return 0
+
+
+def damage(info: VideoInfo) -> str | None:
+    """Why a file whose container declares no frame count (Matroska, WebM, MPEG-TS, ...) is cut off, or None.
+
+    Read from the container alone (no frame is decoded): a Matroska segment shorter than its declared size,
+    a transport stream ending mid-packet, packets the demuxer flags as incomplete or cannot read, and streams
+    that all end more than ``SHORT_END_S`` before the end the container's header declares. A stream-copied cut is whole.
+    """
+    import av
+
+    missing = ebml_shortfall(info.path)
+    if missing:
+        return f"the file ends {missing} bytes short of the size its header declares"
+    packet = ts_packet_size(info.path)
+    if packet and info.path.stat().st_size % packet:
+        return f"the file ends mid-packet (its size is not a multiple of {packet} bytes)"
+    container = open_input(info.path)
+    ends: dict[int, float] = {}
+    corrupt, error = 0, None
+    try:
+        estimated = container.format.name in ("mpegts", "mpeg", "mpegvideo")  # duration estimated from the data itself
+        start = (container.start_time or 0) / 1e6
+        declared = container.duration / 1e6 if container.duration and not estimated else None
+        try:
+            for pk in container.demux():
+                if pk.size == 0:
+                    continue
+                corrupt += bool(pk.is_corrupt)
+                if pk.pts is not None and pk.stream.time_base:
+                    end = float((pk.pts + (pk.duration or 0)) * pk.stream.time_base)
+                    ends[pk.stream.index] = max(ends.get(pk.stream.index, end), end)
+        except av.FFmpegError as exc:
+            error = exc
+    finally:
+        container.close()
+    last = max(ends.values(), default=start)
+    if error is not None:
+        return f"unreadable after {last - start:.2f} s ({error})"
+    if corrupt:
+        return f"{corrupt} packet{'s' if corrupt > 1 else ''} incomplete"
+    if declared is not None and ends and last < start + declared - SHORT_END_S:
+        return f"its streams end at {last - start:.2f} s of the {declared:.2f} s its header declares"
+    return None
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """A video's HDR metadata, as its first frame carries it (FFmpeg hands container-level boxes to the frames too).
+
+    ``mastering``: the mastering display's colour volume, (red x, red y, green x, green y, blue x, blue y,
+    white x, white y) chromaticities and (min, max) luminance in cd/m²; ``light``: (MaxCLL, MaxFALL) in cd/m²;
+    ``dynamic``: the kinds of dynamic metadata found (``HDR10+``, ``Dolby Vision``), which a re-encode cannot keep;
+    ``stream``: the video stream's index.
+    """
+
+    mastering: tuple[Fraction, ...] | None = None
+    light: tuple[int, int] | None = None
+    dynamic: tuple[str, ...] = ()
+    stream: int = 0
+
+    @property
+    def static(self) -> bool:
+        return self.mastering is not None or self.light is not None
+
+
+_DYNAMIC = {"DYNAMIC_HDR_PLUS": "HDR10+", "DOVI_RPU_BUFFER": "Dolby Vision", "DOVI_METADATA": "Dolby Vision",
+            "DYNAMIC_HDR_VIVID": "HDR Vivid"}
+
+
+def mastering_display(raw: bytes) -> tuple[Fraction, ...] | None:
+    """FFmpeg's AVMasteringDisplayMetadata (10 rationals: R, G, B and white x/y, min and max luminance; then
+    has_primaries, has_luminance) as 10 fractions; None unless both parts are present."""
+    if len(raw) < 88:
+        return None
+    ints = np.frombuffer(raw[:88], np.int32)
+    if not (ints[20] and ints[21]) or np.any(ints[1:20:2] == 0):
+        return None
+    return tuple(Fraction(int(n), int(d)) for n, d in zip(ints[0:20:2], ints[1:20:2]))
+
+
+def content_light(raw: bytes) -> tuple[int, int] | None:
+    """FFmpeg's AVContentLightMetadata (MaxCLL, MaxFALL as unsigned ints); None when both are 0."""
+    if len(raw) < 8:
+        return None
+    cll, fall = (int(v) for v in np.frombuffer(raw[:8], np.uint32))
+    return (cll, fall) if cll or fall else None
+
+
+def hdr_metadata(path: Path) -> HdrMetadata:
+    """The HDR metadata of the first video frame that decodes (see ``HdrMetadata``); empty when none decodes."""
+    import av
+
+    try:
+        container = open_input(path)
+    except MediaError:
+        return HdrMetadata()
+    try:
+        stream = video_stream(container)
+        index = int(stream.index)
+        frame = next(container.decode(stream), None)
+    except (av.FFmpegError, MediaError):
+        return HdrMetadata()
+    finally:
+        container.close()
+    if frame is None:
+        return HdrMetadata()
+    mastering = light = None
+    dynamic: list[str] = []
+    for side in frame.side_data:
+        kind = getattr(side.type, "name", str(side.type))
+        if kind == "MASTERING_DISPLAY_METADATA":
+            mastering = mastering_display(bytes(side))
+        elif kind == "CONTENT_LIGHT_LEVEL":
+            light = content_light(bytes(side))
+        elif kind in _DYNAMIC and _DYNAMIC[kind] not in dynamic:
+            dynamic.append(_DYNAMIC[kind])
+    return HdrMetadata(mastering, light, tuple(dynamic), index)
+
+
 def frame_times(info: VideoInfo) -> np.ndarray | None:
     """Each shown frame's presentation time in seconds since the first one, from the packets (no decoding).
 
