@@ -525,18 +525,20 @@ def media_only(clip: Path) -> dict:
 
 
 def track_only(clip: Path) -> dict:
-    """The face-tracking pass alone (``stream.track`` with OpenCV's cascade, no weights): decoding every frame
-    and detecting on every 5th, in this process."""
+    """The face-tracking pass alone (``stream.track`` with the detector ``--detector auto`` finds here: the cascade
+    on a machine with no detector models, as every recorded row): decoding every frame and detecting on every
+    5th, in this process."""
     from cmet_cli import faces, media, stream
+    from cmet_cli.models import detector_files
     from cmet_cli.options import EditOptions
 
     info = media.probe(clip)
-    detector = faces.make_detector("cascade")
+    detector = faces.make_detector("auto", detector_files())
     loads = {"before": loadavg()}
     with timed() as span:
-        track = stream.track(info, EditOptions(preset="neutral", detector="cascade"), detector)
+        track = stream.track(info, EditOptions(preset="neutral", detector=detector.name), detector)
     loads["after"] = loadavg()
-    return {"mode": "track-only", "frames": info.frame_count, "size": f"{info.width}x{info.height}",
+    return {"mode": "track-only", "detector": detector.name, "frames": info.frame_count, "size": f"{info.width}x{info.height}",
             "face_frames": int(track.present.sum()), "track_s": round(span.wall_s, 3),
             "track_fps": round(info.frame_count / span.wall_s, 3), "track_cpu_s": round(span.cpu_s, 3),
             "nproc": os.cpu_count(), "loadavg_1m": loads}
@@ -584,7 +586,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--media-only", action="store_true",
                     help="time the edit without networks (identity face editor): the media path alone")
     ap.add_argument("--track-only", action="store_true",
-                    help="time the face-tracking pass alone (decode, cascade detector on every 5th frame)")
+                    help="time the face-tracking pass alone (decode, the auto detector on every 5th frame)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="checkpoints under their official names (default: stand-ins)")
     ap.add_argument("--cache-dir", type=Path, default=default_cache(), help="stand-in weights and clips (default %(default)s)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
