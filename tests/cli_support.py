@@ -42,8 +42,12 @@ LOADS: list[EditOptions] = []  # every load an in-process run asked for (the ``m
 
 
 def cached_models(options: EditOptions) -> Models:
-    """``models.load_models``, memoised on what decides the networks (failures are not cached)."""
-    key = (str(options.weights_dir), str(options.bank_dir), options.device, options.precision)
+    """``models.load_models``, memoised on what decides the networks and the emotion sources loaded with them
+    (a run without a bank, all speech, must not serve a later run that needs one; failures are not cached)."""
+    from cmet_cli.models import needs_bank, needs_speech
+
+    key = (str(options.weights_dir), str(options.bank_dir), options.device, options.precision,
+           needs_bank(options), needs_speech(options))
     if key not in _MODELS:
         _MODELS[key] = load_models(options)
     return _MODELS[key]

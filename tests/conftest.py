@@ -54,6 +54,15 @@ def small_weights(tmp_path_factory) -> Path:
     return cached_weights(tmp_path_factory.getbasetemp(), size=64)
 
 
+@pytest.fixture(scope="session")
+def speech_weights(tmp_path_factory, small_weights) -> Path:
+    """``small_weights`` plus a small stand-in emotion2vec whose embeddings tell clips apart
+    (``standin.SMALL_SPEECH``), written once per session."""
+    from .standin import cached_speech_weights
+
+    return cached_speech_weights(tmp_path_factory.getbasetemp(), size=64)
+
+
 @pytest.fixture
 def model_loads() -> list[EditOptions]:
     """Every model load the test's in-process ``cmet`` runs asked for (``cli_support.cmet`` hands the runner a

@@ -53,6 +53,50 @@ def write_weights(out: Path, size: int = 256, with_speech: bool = False) -> Path
     return out
 
 
+# emotion2vec at its full width (1024, what the bank and the connector use) but one block of each kind and a
+# narrow feature extractor: 9.8 M parameters (39 MB) instead of 1.25 GB. Unlike the full-size stand-in (with
+# which speech-derived emotion vectors came out zero, issue 25), it tells clips apart: the six clips of
+# tests/data/speech embed 2.8 to 7.2 apart, norms about 26 (tests/test_speech_edits.py checks it).
+SMALL_SPEECH = dict(dim=1024, heads=16, extra_tokens=10, prenet_depth=1, depth=1, mlp_hidden=256, conv_channels=64,
+                    pos_depth=1, pos_kernel=3, pos_groups=16)
+
+
+def small_speech_state() -> dict:
+    """Seeded weights of the small emotion2vec (``SMALL_SPEECH``): the golden manifest's spreads where keys agree.
+
+    Written as the official plain tensor dict, it loads through ``Emotion2Vec.from_file``, which reads the
+    configuration from the shapes."""
+    from cmet_cli.speech import Emotion2Vec, Emotion2VecConfig
+
+    spreads = seeded.manifest("emotion2vec_plus_large")
+    state = Emotion2Vec(Emotion2VecConfig(**SMALL_SPEECH)).state_dict()
+    return {key: seeded.seeded_tensor(key, list(value.shape), spreads.get(key, {}).get("std", 0.02))
+            for key, value in state.items()}
+
+
+def cached_speech_weights(cache: Path, size: int) -> Path:
+    """``cached_weights(cache, size)`` plus the small emotion2vec, in ``cache/standin-SIZE-speech`` (written once)."""
+    import torch
+
+    base = cached_weights(cache, size)
+    target = cache / f"standin-{size}-speech"
+    if (target / "emotion2vec_plus_large.pt").is_file():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-speech-", dir=cache))
+    try:
+        for path in base.iterdir():
+            (tmp / path.name).symlink_to(path)
+        torch.save(small_speech_state(), tmp / "emotion2vec_plus_large.pt")
+        try:
+            tmp.rename(target)
+        except OSError:  # written meanwhile by another run
+            if not (target / "emotion2vec_plus_large.pt").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def small_generator_state(size: int) -> dict:
     """Seeded weights for a generator of another size: the golden manifest's spreads where keys agree."""
     from cmet_cli.render import EDTalkGenerator, GeneratorConfig

@@ -258,29 +258,23 @@ def test_speech_resampled(tmp_path, clip, small_weights, model_loads, kind):
     assert_one_line_failure(run, "emotion2vec", "cmet download-weights")
 
 
-@pytest.fixture(scope="module")
-def speech_weights(tmp_path_factory, small_weights):
-    """The small stand-in model plus the stand-in emotion2vec+large (1.25 GB: written once, removed after)."""
-    from . import seeded
-
-    root = tmp_path_factory.mktemp("speech-weights")
-    for path in small_weights.iterdir():
-        (root / path.name).symlink_to(path)
-    seeded.write_checkpoints(root, ["emotion2vec"])
-    yield root
-    (root / "emotion2vec_plus_large.pt").unlink(missing_ok=True)
-
-
 def test_mp3_48k_stereo_speech_drives_an_edit(tmp_path, clip, speech_weights, model_loads):
-    """The one run that really embeds speech: an MP3 at 48 kHz stereo is a valid --emotion-speech clip."""
+    """An MP3 at 48 kHz stereo is a valid --emotion-speech clip: its embedding (of the 16 kHz mono decode) drives
+    the edit (``speech_weights``: the small stand-in emotion2vec, which tells clips apart)."""
+    from cmet_cli.models import emotion_sources
+    from cmet_cli.options import EditOptions
+
     speech = _speech_file(tmp_path, "mp3")
     out = tmp_path / "out.mp4"
     run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, "--json", *BOX, *model_args(speech_weights))
     assert run.code == 0, run.stderr
     [row] = [json.loads(line) for line in run.stdout.splitlines()]
     assert (row["status"], row["frames"]) == ("done", 3)
-    assert np.isfinite(row["vector_norm"]) and row["vector_norm"] > 0
-    assert media.probe(out).frame_count == 3
+    sources = emotion_sources(EditOptions(emotion_speech=(speech,), weights_dir=speech_weights, bank_dir=BANK))
+    tone = sources.speech().embed(load_speech(speech)).numpy().astype(np.float64)
+    expected = tone - sources.bank()["neutral"].astype(np.float64).mean(axis=0)
+    assert row["vector_norm"] == pytest.approx(float(np.linalg.norm(expected)), rel=1e-5)
+    assert row["code_change"] > 0 and media.probe(out).frame_count == 3
 
 
 # ---------------------------------------------------------------- options

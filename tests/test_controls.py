@@ -462,7 +462,7 @@ def test_contempt_warns_and_reports_with_compare(cached_models, short_clip: Path
     src, dst = media.probe(clip), media.probe(out)
     assert (dst.width, dst.height) == (2 * src.width, src.height) and dst.frame_count == src.frame_count
     assert audio_packets(out) == audio_packets(clip) != []
-    # the left half is the original: identical up to the two encodes, far from the edited right half around the face
+    # the left half is the original, up to the two encodes (that the right half is the edit: test_option_effects)
     orig, both = next(iter(media.read_frames(src))), next(iter(media.read_frames(dst)))
     assert np.abs(both[:, :src.width].astype(int) - orig).mean() < 3
 
@@ -512,13 +512,19 @@ def test_preview_sheet_processes_only_its_frames(cached_models, calls, monkeypat
     thumb_w = round(384 * 256 / 320)
     assert image.shape == (2 * 256, 3 * thumb_w, 3)
     assert sum(len(c) for c in calls["encode"]) == 3 and sum(len(c) for c in calls["render"]) == 3
-    # top row: the original frames 1, 5, 8 of 10; bottom row: edited, so it differs from the top
+    # top row: the original frames 1, 5, 8 of 10; bottom row: the edit, inside the face box only
     top, bottom = image[:256].astype(int), image[256:].astype(int)
-    assert np.abs(top - bottom).mean() > 0.5
     # the top row, scaled in the planes before conversion, shows the frames as ffmpeg's whole-frame RGB does
     expected = np.concatenate([cv2.resize(whole[i], (thumb_w, 256), interpolation=cv2.INTER_AREA)
                                for i in sorted(whole)], axis=1)[..., ::-1].astype(int)
     assert np.abs(top - expected).mean() < PREVIEW_BOUND
+    scale = 256 / 320
+    face = np.zeros(top.shape[:2], bool)
+    for k in range(3):  # the face box (64, 32, 256, 256) in each thumbnail
+        face[round(32 * scale):round(288 * scale), k * thumb_w + round(64 * scale):k * thumb_w + round(320 * scale)] = True
+    near = face | np.roll(face, 2, axis=0) | np.roll(face, -2, axis=0)  # grown by 2 px: the thumbnail's area
+    near |= np.roll(near, 2, axis=1) | np.roll(near, -2, axis=1)  # filter mixes the box's border
+    assert np.abs(top - bottom)[face].mean() > 5 and np.abs(top - bottom)[~near].max() <= 1
     again = _cli("preview", clip, "--preset", "happy", "-o", sheet, "--box", BOX_ARG, "--bank", bank_dir,
                  "--weights-dir", weights_dir)
     assert again.exit_code == 2 and "--overwrite" in again.stderr

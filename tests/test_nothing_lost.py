@@ -191,9 +191,19 @@ def test_box_outside_the_frame_is_a_usage_error(tmp_path, clip, small_weights, m
 
 
 def test_box_partly_outside_is_edited(tmp_path, clip, small_weights, model_loads):
-    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", "--box", "-40,-40,96,96",
+    """The part of the box inside the frame is edited (the crop is edge-padded), the rest of the frame is not."""
+    import numpy as np
+
+    out = tmp_path / "out.mp4"
+    run = cmet("edit", clip, "-o", out, "--preset", "happy", "--box", "-40,-40,96,96", "--crf", "0",
                *model_args(small_weights))
     assert run.code == 0, run.stderr
+    before, after = ([f.planes[0].astype(int) for f in media.read_planes(media.probe(p))] for p in (clip, out))
+    assert len(before) == len(after) == 3
+    for a, b in zip(before, after):
+        assert np.abs(a[8:40, 8:40] - b[8:40, 8:40]).mean() > 5  # the visible corner of the box, inside its mask
+        a[:56, :56] = b[:56, :56] = 0
+        assert np.array_equal(a, b)  # lossless: nothing outside the box changed
 
 
 def test_keyframe_past_the_end_warns(tmp_path, clip, small_weights, model_loads):

@@ -107,9 +107,11 @@ def test_rollout_matches_golden(model: Connector, golden: dict, clip, threads) -
     _close(edited, golden["arrays"]["rollout/edited"])
 
 
-def test_directions_are_edits(model: Connector, clip) -> None:
+def test_directions_are_the_reference_change(model: Connector, golden: dict, clip) -> None:
+    """The predicted directions are what the reference implementation added to the codes (its edited codes minus
+    the neutral ones), not only whatever ``rollout`` adds."""
     neutral, e2v = clip
-    assert torch.equal(model.rollout(neutral, e2v), neutral + model.directions(neutral, e2v))
+    _close(model.directions(neutral, e2v), golden["arrays"]["rollout/edited"] - neutral)
 
 
 @pytest.mark.parametrize("n", [1, 3, 7, 23])
@@ -171,4 +173,6 @@ def test_autocast_cpu_bf16(model: Connector, golden: dict, clip) -> None:
         edited = model.rollout(neutral, e2v)
     assert edited.dtype == neutral.dtype and edited.shape == (20, 10)
     assert torch.isfinite(edited).all()
-    assert (edited - golden["arrays"]["rollout/edited"]).abs().max().item() < 0.25
+    # measured max|Δ| 0.038 from the fp32 golden (2-core Intel Xeon); bound 0.1 (2.6x). Directions reach 3.0, so
+    # every direction scaled by 0.95 lands 0.15 away and fails, as does any wiring error (O(1)).
+    assert (edited - golden["arrays"]["rollout/edited"]).abs().max().item() < 0.1
