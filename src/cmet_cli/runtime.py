@@ -99,10 +99,11 @@ def precision_reason(precision: str, device: torch.device) -> str:
 
 
 def prefers_channels_last(device: torch.device, dtype: torch.dtype | None) -> bool:
-    """Channels-last memory for the convolutions: on CUDA, and on the CPU under bf16/fp16 autocast; not for
-    fp32 on the CPU, where it is faster (the generator at batch 5, 256², ran 1.2-1.4x faster on a 2-core Intel
-    Xeon) but moves the golden image past its cross-machine bound (max|Δ| 2.45e-3·s against 2e-3·s, mean
-    5.7e-6·s against 3e-5·s; contiguous: 0.87e-3·s), and not on Apple's mps (not measured)."""
+    """Channels-last memory for the convolutions: on CUDA, and on the CPU under bf16/fp16 autocast (the generator at
+    batch 5, 256², on a 2-core Intel Xeon: bf16 channels-last 1.49x and 1.63x the speed of fp32 contiguous, bf16
+    contiguous 1.15x and 1.29x; ``python -m benchmarks.cpu_layouts``, benchmarks/RESULTS.md). Not for fp32 on the
+    CPU: no consistent gain there (0.96x and 1.41x in two runs under load), and it moves the golden image past its
+    cross-machine bound (max|Δ| 2.45e-3·s against 2e-3·s). Not on Apple's mps (not measured)."""
     return device.type == "cuda" or (device.type == "cpu" and dtype is not None)
 
 
