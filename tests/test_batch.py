@@ -44,14 +44,14 @@ def test_plan_keeps_layout_and_probes_content(tmp_path, clip):
         ("a.mp4", "a.mp4"), ("camera.bin", "camera.mp4"), ("notes.mp4", "notes.mp4")]
     assert [(i.input.name, i.reason) for i in batch.scan([src], out).ignored] == [("notes.txt", "not a video (.txt)")]
     deep = batch.plan([src], out, recursive=True)
-    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mp4", "notes.mp4"]
+    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mov", "notes.mp4"]
     # outputs inside the input folder are not picked up as inputs on the next run
     (src / "out").mkdir()
     (src / "out" / "a.mp4").write_bytes(clip.read_bytes())
     assert [j.input.name for j in batch.plan([src], src / "out", recursive=True)] == [
         "a.mp4", "camera.bin", "b.mov", "notes.mp4"]
     # a shell glob: several files into a folder
-    assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mp4"]
+    assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mov"]
 
 
 @pytest.mark.parametrize("case", ["same-file", "same-folder", "collision", "output-is-file", "bad-suffix"])
@@ -62,7 +62,7 @@ def test_plan_refuses(tmp_path, clip, case):
         (tmp_path / d / "x.mp4").symlink_to(clip)
     args = {
         "same-file": ([tmp_path / "a" / "x.mp4"], tmp_path / "a" / "x.mp4", "overwrite the input"),
-        "same-folder": ([tmp_path / "a"], tmp_path / "a", "overwrite the input"),
+        "same-folder": ([tmp_path / "a"], tmp_path / "a", "the output folder is the input folder"),
         "collision": ([tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"], tmp_path / "o", "both be written"),
         "output-is-file": ([tmp_path / "a", tmp_path / "b"], clip, "must be a folder"),
         "bad-suffix": ([tmp_path / "a" / "x.mp4"], tmp_path / "x.avi", "unsupported output type"),

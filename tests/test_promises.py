@@ -10,7 +10,7 @@ import pytest
 
 from cmet_cli import media
 
-from .cli_support import BANK, cmet, model_args
+from .cli_support import assert_one_line_failure, cmet, model_args
 from .clips import ffmpeg, synthetic
 
 SMALL_BOX = ("--box", "0,0,32,32")  # inside the 64x48 test pattern: no detector needed
@@ -77,3 +77,73 @@ def test_video_stays_first_and_untagged_stays_untagged_with_h264(tmp_path, small
     hevc = tmp_path / "hevc.mp4"
     assert unchanged_edit(src, hevc, small_weights, "--codec", "hevc").code == 0
     assert [(s["codec_type"], s.get("color_range")) for s in ffprobe_streams(hevc)] == [("video", "tv"), ("audio", None)]
+
+
+# ---------------------------------------------------------------- 5, 6. folders
+
+def test_folder_outputs_keep_each_inputs_container_and_collisions_name_every_input(tmp_path, clip):
+    from cmet_cli import batch
+
+    src = tmp_path / "fold"
+    src.mkdir()
+    for suffix in (".mp4", ".mkv", ".mov"):
+        (src / f"clip{suffix}").symlink_to(clip)
+    out = tmp_path / "out"
+    assert sorted(j.output.name for j in batch.plan([src], out)) == ["clip.mkv", "clip.mov", "clip.mp4"]
+    run = cmet("edit", src, "-o", out, "--preset", "sad", "--format", "mp4")
+    line = assert_one_line_failure(run, "would all be written to", code=2)
+    assert all(str(src / f"clip{suffix}") in line for suffix in (".mp4", ".mkv", ".mov")), line
+
+
+def test_mkv_subtitles_survive_folder_mode(tmp_path, small_weights):
+    src = tmp_path / "fold"
+    src.mkdir()
+    plain = synthetic(tmp_path / "plain.mp4", size="64x48", seconds=0.4)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nhello\n")
+    ffmpeg("-i", str(plain), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt", str(src / "a.mkv"))
+    out = tmp_path / "out"
+    run = cmet("edit", src, "-o", out, *model_args(small_weights, *SMALL_BOX, "--preset", "sad", "--intensity", "0"))
+    assert run.code == 0 and not run.warnings(), run.stderr
+    assert [s["codec_type"] for s in ffprobe_streams(out / "a.mkv")] == ["video", "audio", "subtitle"]
+
+
+def test_output_folder_equal_to_the_input_folder_says_so(tmp_path, clip):
+    src = tmp_path / "fold"
+    src.mkdir()
+    (src / "a.mp4").symlink_to(clip)
+    for output in (src, Path(f"{src}/"), src / ".." / "fold"):
+        run = cmet("edit", src, "-o", output, "--preset", "sad")
+        assert_one_line_failure(run, "the output folder is the input folder", code=2)
+
+
+# ---------------------------------------------------------------- 9. one-line messages, one class of error
+
+def test_duplicate_keyframes_are_refused_naming_the_time(tmp_path, clip):
+    run = cmet("edit", clip, "-o", tmp_path / "o.mp4", "--at", "0", "sad", "--at", "0:00", "happy")
+    assert_one_line_failure(run, "--at 0:", "sad, happy", code=2)
+
+
+def test_a_silent_speech_clip_is_a_usage_error_like_a_missing_one(tmp_path, clip, small_weights):
+    silent = tmp_path / "silent.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "2", str(silent))
+    short = tmp_path / "short.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=sample_rate=16000:duration=0.05", str(short))
+    for speech, needle in ((silent, "is silent"), (short, "too short"), (tmp_path / "none.wav", "not found")):
+        run = cmet("edit", clip, "-o", tmp_path / "o.mp4", "--emotion-speech", speech, "--weights-dir", small_weights,
+                   "--device", "cpu", "--box", "0,0,96,96")
+        assert_one_line_failure(run, needle, code=2)
+
+
+def test_a_refused_checkpoint_never_suggests_weights_only_false(tmp_path, clip, small_weights):
+    import torch
+
+    weights = tmp_path / "w"
+    weights.mkdir()
+    torch.save({"gen": {"x": Path("not a tensor")}}, weights / "EDTalk.pt")
+    for other in small_weights.iterdir():
+        if other.name != "EDTalk.pt":
+            (weights / other.name).symlink_to(other)
+    run = cmet("edit", clip, "-o", tmp_path / "o.mp4", *model_args(weights, "--preset", "sad", "--box", "0,0,96,96"))
+    line = assert_one_line_failure(run, "refusing to load", code=1)
+    assert "weights_only" not in run.stderr and "False" not in line, line

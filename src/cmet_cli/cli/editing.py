@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 EDIT_SECTIONS = {
     "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
     "Faces": ("detector", "box", "face", "colour_match"),
-    "Output": ("output", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
+    "Output": ("output", "output_format", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
     "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
     "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
 }
@@ -47,6 +47,9 @@ EDIT_OPTIONS = option_group(
     WEIGHTS_DIR_OPTION,
     FACE_OPTIONS,
     click.option("--face", type=click.IntRange(min=1), help="Which face to edit when several are found (1 = largest)."),
+    click.option("--format", "output_format", type=click.Choice(["mp4", "mov", "mkv"]),
+                 help="Container of the outputs in a folder (default: each input's own: .mp4, .m4v, .mov, .mkv kept, "
+                      "others written as .mp4)."),
     click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
                  help="Encoder quality (lower = better, bigger; 0 = lossless)."),
     click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
@@ -78,7 +81,7 @@ EDIT_OPTIONS = option_group(
                short_help="Change the facial emotion of videos or folders of videos.")
 @EDIT_OPTIONS
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
-         batch_size, compile_, weights_dir, detector, box, face, crf, codec, colour_match, compare, recursive, overwrite,
+         batch_size, compile_, weights_dir, detector, box, face, output_format, crf, codec, colour_match, compare, recursive, overwrite,
          allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet,
          verbose) -> NoReturn:
     """Edit the facial emotion of INPUTS (videos or folders of videos).
@@ -108,7 +111,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         presets.check_presets(options)
-        scanned = batch.scan(inputs, output, recursive=recursive)
+        scanned = batch.scan(inputs, output, recursive=recursive, fmt=output_format)
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
