@@ -64,7 +64,7 @@ def test_log_lines_go_through_the_progress_console():
         root.handlers[:] = handlers
         root.setLevel(level)
     lines = [ANSI.sub("", line).strip() for line in screen.getvalue().replace("\r", "\n").splitlines()]
-    assert "WARNING  variable frame rate: written at its average rate" in lines
+    assert "warning: variable frame rate: written at its average rate" in lines  # one line, the tool's style
 
 
 def test_edit_shares_one_console_between_bars_and_logs(tmp_path, monkeypatch):

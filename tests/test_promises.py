@@ -10,7 +10,7 @@ import pytest
 
 from cmet_cli import media
 
-from .cli_support import assert_one_line_failure, cmet, model_args
+from .cli_support import BANK, assert_one_line_failure, cmet, model_args
 from .clips import ffmpeg, synthetic
 
 SMALL_BOX = ("--box", "0,0,32,32")  # inside the 64x48 test pattern: no detector needed
@@ -147,3 +147,32 @@ def test_a_refused_checkpoint_never_suggests_weights_only_false(tmp_path, clip, 
     run = cmet("edit", clip, "-o", tmp_path / "o.mp4", *model_args(weights, "--preset", "sad", "--box", "0,0,96,96"))
     line = assert_one_line_failure(run, "refusing to load", code=1)
     assert "weights_only" not in run.stderr and "False" not in line, line
+
+
+# ---------------------------------------------------------------- 3, 4. doctor, emotions, preview
+
+def test_doctor_describes_the_weights_the_edit_uses_on_stdout(tmp_path, small_weights):
+    env = {"CMET_HOME": str(tmp_path / "home"), "CMET_WEIGHTS_DIR": str(small_weights)}
+    run = cmet("doctor", env=env)
+    assert run.code == 0, run.stderr
+    rows = {line.split("│")[1].strip(): line for line in run.stdout.splitlines() if line.count("│") > 3}
+    assert "given (--weights-dir" in rows["edtalk"] and str(small_weights / "EDTalk.pt") in rows["edtalk"]
+    assert "missing (not in --weights-dir)" in rows["emotion2vec"]
+    assert "missing" in rows["bank"] and "ffmpeg:" in run.stdout and run.stderr == ""
+    with_bank = cmet("doctor", "--bank", BANK, env=env)
+    assert "given (--bank)" in {line.split("│")[1].strip(): line for line in with_bank.stdout.splitlines()
+                                if line.count("│") > 3}["bank"]
+
+
+def test_emotions_without_a_bank_warns_in_one_line(tmp_path):
+    run = cmet("emotions", env={"CMET_HOME": str(tmp_path / "home")})
+    assert run.code == 0 and "sarcastic" in run.stdout
+    assert run.stderr.splitlines() == run.warnings() and len(run.warnings()) == 1, run.stderr
+
+
+def test_preview_warnings_are_one_line(tmp_path, clip, small_weights):
+    run = cmet("preview", clip, "-o", tmp_path / "sheet.png", "--frames", "1", "--preset", "sad",
+               *model_args(small_weights), env={"CMET_HOME": str(tmp_path / "home")})
+    assert run.code == 0, run.stderr
+    assert any("face-alignment weights not installed" in w for w in run.warnings()), run.stderr
+    assert all(line.startswith("warning: ") for line in run.stderr.splitlines()), run.stderr
