@@ -202,8 +202,10 @@ def test_report_write_error_is_one_line(tmp_path, small_weights):
     report = blocker / "r.json"
     run = cmet("edit", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--preset", "happy", "--report", report,
                *BOX, *model_args(small_weights))
-    assert run.code == 1 and "Traceback" not in run.stderr
-    assert run.errors()[-1] == f"error: cannot write the report {report}: {blocker} is not a folder"
+    # found before any edit (issue 24): a usage error
+    assert run.code == 2 and "Traceback" not in run.stderr
+    assert run.errors() == [f"error: --report {report}: cannot be written: {blocker}: is not a folder, so the output "
+                            "cannot be written there"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
@@ -219,6 +221,9 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
         face_clip(src / name, seconds=0.1)
     for name in ("b_long.mp4", "c_long.mp4")[:jobs]:
         face_clip(src / name, seconds=12.0)  # long enough to still be mid-write when the signal is handled, under load
+    pending = ["d_pending.mp4"] if jobs == 1 else []  # never started: listed as pending in the report
+    for name in pending:
+        face_clip(src / name, seconds=0.1)
     proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
                         "--report", report, *BOX, *model_args(small_weights))
     long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
@@ -236,7 +241,11 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
         assert frame_count(out / name) == 1
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
-    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [(n, "done") for n in finished]
+    # every input, so that a script can resume from the report (issue 24)
+    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [
+        *[(n, "done") for n in finished], *[(n, "interrupted") for n in ("b_long.mp4", "c_long.mp4")[:jobs]],
+        *[(n, "pending") for n in pending]]
+    assert data["summary"]["interrupted"] == jobs and data["summary"]["pending"] == len(pending)
 
 
 def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_path, clip):

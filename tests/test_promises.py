@@ -176,3 +176,15 @@ def test_preview_warnings_are_one_line(tmp_path, clip, small_weights):
     assert run.code == 0, run.stderr
     assert any("face-alignment weights not installed" in w for w in run.warnings()), run.stderr
     assert all(line.startswith("warning: ") for line in run.stderr.splitlines()), run.stderr
+
+
+# ---------------------------------------------------------------- 2. --report checked before the edits
+
+@pytest.mark.parametrize("case", ["folder", "unwritable"])
+def test_a_bad_report_path_is_a_usage_error_before_any_model_loads(tmp_path, clip, small_weights, model_loads, case):
+    # /proc: no file can be created there, even by root (who writes into read-only folders)
+    report = tmp_path if case == "folder" else Path("/proc/cmet-report.json")
+    run = cmet("edit", clip, "-o", tmp_path / "o.mp4", "--preset", "sad", "--report", report,
+               *model_args(small_weights, "--box", "0,0,96,96"))
+    assert_one_line_failure(run, "--report", str(report), code=2)
+    assert model_loads == [] and not (tmp_path / "o.mp4").exists()

@@ -214,6 +214,8 @@ def run(jobs: Sequence[Job], options: EditOptions, *, reporter: Reporter | None 
                        cancel=cancel or CancelToken())
 
     def one(job: Job, worker: Editor | None = None) -> EditResult:
+        if reporter is not None:
+            reporter.started(str(job.input))
         result = edit_one(prepared, job, worker)
         if reporter is not None:
             reporter.result(result)

@@ -16,6 +16,7 @@ from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_OPTIONS, 
 if TYPE_CHECKING:
     from ..batch import Ignored, Plan
     from ..pipeline import EditResult
+    from ..report import Reporter
     from ..runner import LoadModels
 
 EDIT_SECTIONS = {
@@ -96,7 +97,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     from .. import batch, distributed, presets, runner
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
-    from ..report import Reporter
+    from ..report import Reporter, check_report_path
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
@@ -112,6 +113,8 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         presets.check_presets(options)
         scanned = batch.scan(inputs, output, recursive=recursive, fmt=output_format)
+        if report:
+            check_report_path(report)  # before any model loads, as the output folder is
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
@@ -127,7 +130,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        _interrupted(exc, scanned, report, reporter.finished)
+        _interrupted(exc, scanned, report, reporter)
     if report:
         _write_report(report, results, scanned.ignored)
     reporter.summary(results, scanned.ignored)
@@ -141,13 +144,16 @@ def injected_loader() -> LoadModels | None:
     return obj.get("load_models") if isinstance(obj, dict) else None
 
 
-def _interrupted(exc: KeyboardInterrupt, scanned: Plan, report: Path | None, finished: list[EditResult]) -> NoReturn:
-    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report what finished, exit 128+N."""
+def _interrupted(exc: KeyboardInterrupt, scanned: Plan, report: Path | None, reporter: Reporter) -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report every input (finished, then
+    ``interrupted`` or ``pending``), exit 128+N."""
     from .. import runner
+    from ..report import unfinished
 
     runner.clean_up(scanned.jobs)
-    if report:  # what finished before the interrupt, for scripts that resume
-        _write_report(report, finished, scanned.ignored, interrupted=True)
+    if report:  # every input, for scripts that resume
+        rows = unfinished([(str(j.input), str(j.output)) for j in scanned.jobs], reporter.finished, reporter.in_progress)
+        _write_report(report, rows, scanned.ignored, interrupted=True)
     click.echo("interrupted: unfinished outputs were removed", err=True)
     sys.exit(exc.code if isinstance(exc, Terminated) else 130)
 
