@@ -188,3 +188,4 @@ def test_a_bad_report_path_is_a_usage_error_before_any_model_loads(tmp_path, cli
                *model_args(small_weights, "--box", "0,0,96,96"))
     assert_one_line_failure(run, "--report", str(report), code=2)
     assert model_loads == [] and not (tmp_path / "o.mp4").exists()
+
