@@ -240,7 +240,7 @@ def test_bad_speech_clip(tmp_path, clip, small_weights, model_loads, kind, needl
     out = tmp_path / "out.mp4"
     # the stand-in weights hold no emotion2vec: the clip is refused before any model is needed
     run = cmet("edit", clip, "-o", out, "--emotion-speech", speech, *BOX, *model_args(small_weights))
-    assert_one_line_failure(run, str(speech), needle)
+    assert_one_line_failure(run, str(speech), needle, code=2)  # a usage error, as a missing clip is (issue 24)
     assert not out.exists() and model_loads == []
 
 

@@ -44,14 +44,14 @@ def test_plan_keeps_layout_and_probes_content(tmp_path, clip):
         ("a.mp4", "a.mp4"), ("camera.bin", "camera.mp4"), ("notes.mp4", "notes.mp4")]
     assert [(i.input.name, i.reason) for i in batch.scan([src], out).ignored] == [("notes.txt", "not a video (.txt)")]
     deep = batch.plan([src], out, recursive=True)
-    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mp4", "notes.mp4"]
+    assert [j.output.relative_to(out).as_posix() for j in deep] == ["a.mp4", "camera.mp4", "day 1/b.mov", "notes.mp4"]
     # outputs inside the input folder are not picked up as inputs on the next run
     (src / "out").mkdir()
     (src / "out" / "a.mp4").write_bytes(clip.read_bytes())
     assert [j.input.name for j in batch.plan([src], src / "out", recursive=True)] == [
         "a.mp4", "camera.bin", "b.mov", "notes.mp4"]
     # a shell glob: several files into a folder
-    assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mp4"]
+    assert [j.output for j in batch.plan([src / "a.mp4", src / "day 1" / "b.mov"], out)] == [out / "a.mp4", out / "b.mov"]
 
 
 @pytest.mark.parametrize("case", ["same-file", "same-folder", "collision", "output-is-file", "bad-suffix"])
@@ -62,7 +62,7 @@ def test_plan_refuses(tmp_path, clip, case):
         (tmp_path / d / "x.mp4").symlink_to(clip)
     args = {
         "same-file": ([tmp_path / "a" / "x.mp4"], tmp_path / "a" / "x.mp4", "overwrite the input"),
-        "same-folder": ([tmp_path / "a"], tmp_path / "a", "overwrite the input"),
+        "same-folder": ([tmp_path / "a"], tmp_path / "a", "the output folder is the input folder"),
         "collision": ([tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"], tmp_path / "o", "both be written"),
         "output-is-file": ([tmp_path / "a", tmp_path / "b"], clip, "must be a folder"),
         "bad-suffix": ([tmp_path / "a" / "x.mp4"], tmp_path / "x.avi", "unsupported output type"),
@@ -202,8 +202,10 @@ def test_report_write_error_is_one_line(tmp_path, small_weights):
     report = blocker / "r.json"
     run = cmet("edit", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--preset", "happy", "--report", report,
                *BOX, *model_args(small_weights))
-    assert run.code == 1 and "Traceback" not in run.stderr
-    assert run.errors()[-1] == f"error: cannot write the report {report}: {blocker} is not a folder"
+    # found before any edit (issue 24): a usage error
+    assert run.code == 2 and "Traceback" not in run.stderr
+    assert run.errors() == [f"error: --report {report}: cannot be written: {blocker}: is not a folder, so the output "
+                            "cannot be written there"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
@@ -219,6 +221,9 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
         face_clip(src / name, seconds=0.1)
     for name in ("b_long.mp4", "c_long.mp4")[:jobs]:
         face_clip(src / name, seconds=12.0)  # long enough to still be mid-write when the signal is handled, under load
+    pending = ["d_pending.mp4"] if jobs == 1 else []  # never started: listed as pending in the report
+    for name in pending:
+        face_clip(src / name, seconds=0.1)
     proc = cmet_process("edit", src, "-o", out, "--preset", "happy", "--jobs", jobs, "--batch-size", "1",
                         "--report", report, *BOX, *model_args(small_weights))
     long_parts = lambda: [p for p in leftovers(out) if "_long" in p] if out.is_dir() else []  # noqa: E731
@@ -236,7 +241,11 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
         assert frame_count(out / name) == 1
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
-    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [(n, "done") for n in finished]
+    # every input, so that a script can resume from the report (issue 24)
+    assert [(Path(r["input"]).name, r["status"]) for r in data["results"]] == [
+        *[(n, "done") for n in finished], *[(n, "interrupted") for n in ("b_long.mp4", "c_long.mp4")[:jobs]],
+        *[(n, "pending") for n in pending]]
+    assert data["summary"]["interrupted"] == jobs and data["summary"]["pending"] == len(pending)
 
 
 def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_path, clip):

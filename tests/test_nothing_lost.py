@@ -313,7 +313,7 @@ def test_audio_file_with_cover_art(tmp_path, small_weights, model_loads):
 def test_speech_clip_without_audio(tmp_path, clip, small_weights, model_loads):
     silent_video = synthetic(tmp_path / "speech.mp4", size="160x120", rate="10", seconds=0.3, audio=False)
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--emotion-speech", silent_video, *BOX, *model_args(small_weights))
-    assert_one_line_failure(run, f"speech file {silent_video} has no audio stream")
+    assert_one_line_failure(run, f"speech file {silent_video} has no audio stream", code=2)  # a usage error (issue 24)
 
 
 def test_cmet_home_that_is_a_file(tmp_path):

@@ -81,10 +81,26 @@ def _where(path: Path) -> Path:
     return path.parent.resolve() / path.name
 
 
+def output_suffix(path: Path, fmt: str | None = None) -> str:
+    """The suffix of ``path``'s output in a folder: ``fmt`` (``mp4``, ``mov``, ``mkv``) when given, else the
+    input's own where cmet can write it (``.mp4``, ``.m4v``, ``.mov``, ``.mkv``), else ``.mp4``."""
+    if fmt:
+        return "." + fmt
+    suffix = path.suffix.lower()
+    return path.suffix if suffix in media.FORMAT_BY_SUFFIX else OUTPUT_SUFFIX
+
+
+def _names(paths: Sequence[Path]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = [str(p) for p in paths]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _check_jobs(jobs: Sequence[Job]) -> None:
-    """Refuse outputs that collide with each other, replace an input, or have a type we cannot write."""
+    """Refuse outputs that collide with each other (naming every input that would), replace an input, or have
+    a type we cannot write."""
     inputs = {j.input.resolve(): j.input for j in jobs} | {_where(j.input): j.input for j in jobs}
-    seen: dict[Path, Path] = {}
+    by_target: dict[Path, list[Job]] = {}
     for job in jobs:
         try:
             media.output_format(job.output)
@@ -93,18 +109,21 @@ def _check_jobs(jobs: Sequence[Job]) -> None:
         target = _where(job.output)
         if target in inputs:
             raise UsageError(f"{job.output}: the output would overwrite the input {inputs[target]}; choose another -o")
-        if target in seen:
-            raise UsageError(f"{seen[target]} and {job.input} would both be written to {job.output}")
-        seen[target] = job.input
+        by_target.setdefault(target, []).append(job)
+    for same in by_target.values():
+        if len(same) > 1:
+            both = "both" if len(same) == 2 else "all"
+            raise UsageError(f"{_names([j.input for j in same])} would {both} be written to {same[0].output}")
 
 
-def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> Plan:
+def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False, fmt: str | None = None) -> Plan:
     """Pair every input video with its output path; a folder keeps its relative layout under ``output``.
 
     One input file and an ``output`` with a suffix (not an existing folder): that file. Otherwise
-    ``output`` is a folder; an input that does not exist stays in the plan and fails on its own, as does
+    ``output`` is a folder, and each output keeps its input's container (``output_suffix``; ``fmt``: one
+    for all); an input that does not exist stays in the plan and fails on its own, as does
     a folder's file that looks like a video (extension, signature) but does not decode. A folder's other
-    files are ``ignored``.
+    files are ``ignored``. An input folder that is the output folder is a ``UsageError``.
     """
     inputs = [Path(p) for p in inputs]
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
@@ -121,17 +140,20 @@ def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> Pl
     ignored: list[Ignored] = []
     for item in inputs:
         if item.is_dir():
+            if output.exists() and output.resolve() == item.resolve():
+                raise UsageError(f"{output}: the output folder is the input folder (outputs would be scanned as inputs "
+                                 "or overwrite them); choose another -o")
             videos, others = _scan_folder(item, recursive, exclude=output)
             if not videos:
                 raise UsageError(f"{item}: no videos found" + ("" if recursive else " (--recursive looks in sub-folders)"))
-            jobs += [Job(v, (output / v.relative_to(item)).with_suffix(OUTPUT_SUFFIX)) for v in videos]
+            jobs += [Job(v, (output / v.relative_to(item)).with_suffix(output_suffix(v, fmt))) for v in videos]
             ignored += others
         else:
-            jobs.append(Job(item, output / (item.stem + OUTPUT_SUFFIX)))
+            jobs.append(Job(item, output / (item.stem + output_suffix(item, fmt))))
     _check_jobs(jobs)
     return Plan(jobs, ignored)
 
 
-def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False) -> list[Job]:
+def plan(inputs: Sequence[Path], output: Path, *, recursive: bool = False, fmt: str | None = None) -> list[Job]:
     """The jobs of ``scan``."""
-    return scan(inputs, output, recursive=recursive).jobs
+    return scan(inputs, output, recursive=recursive, fmt=fmt).jobs

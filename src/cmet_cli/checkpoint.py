@@ -4,10 +4,18 @@ The networks know nothing of files; this module turns a file into a state dict.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import WeightsError
+
+
+def unsafe_what(torch_message: str) -> str:
+    """What torch found in a refused checkpoint (`` (GLOBAL name)``), without torch's advice, which
+    suggests loading the file with ``weights_only=False`` (running whatever it holds): cmet never says that."""
+    found = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    return f" ({found.group(1)})" if found else ""
 
 
 def read_checkpoint(path: str | Path, key: str | None = None, map_location: Any = "cpu") -> dict:
@@ -25,10 +33,8 @@ def read_checkpoint(path: str | Path, key: str | None = None, map_location: Any 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"refusing to load {path}: it contains pickled objects other than tensors ({first})"
-        ) from exc
+        raise WeightsError(f"refusing to load {path}: it contains pickled objects other than tensors"
+                           f"{unsafe_what(str(exc))}; it is not loaded (only tensors are trusted)") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read checkpoint {path}: {exc} (the file may be truncated; re-run `cmet download-weights`)") from exc
     if key is not None:

@@ -127,6 +127,8 @@ class Schedule:
                 slot.job = self.queue.popleft()
                 slot.frames = (0, 0)
                 slot.ref = slot.actor.edit.remote(self.remote[slot.job])
+                if self.reporter is not None:
+                    self.reporter.started(str(self.jobs[slot.job].input))
 
     def wait(self) -> None:
         """Wait a moment for a worker to start or a file to finish, and handle every one that did."""

@@ -155,6 +155,11 @@ class EditOptions:
             raise OptionError("{preset} and {emotion_speech} are exclusive: choose one")
         if self.at and (self.preset or self.emotion_speech):
             raise OptionError("{at} sets the emotion over time: start with `{at} 0 EMOTION` instead of {preset}/{emotion_speech}")
+        times = [cue.time for cue in self.at]
+        for time in sorted({t for t in times if times.count(t) > 1}):
+            emotions = ", ".join(cue.label for cue in self.at if cue.time == time)
+            raise OptionError("{at} {time}: {count} emotions at the same time ({emotions}); give one per time",
+                              time=f"{time:g}", count=str(times.count(time)), emotions=emotions)
         for cue in self.at:
             if isinstance(cue.emotion, Speech) and not all(Path(c).is_file() for c in cue.emotion.clips):
                 raise OptionError("{at} {time} {what}: no such speech file (or a preset name: see `cmet emotions`)",

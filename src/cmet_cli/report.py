@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .pipeline import EditResult
 
 STATUSES = ("done", "skipped", "failed")
+UNFINISHED = ("interrupted", "pending")  # an interrupted run's inputs: being edited, not started
 REPORT_VERSION = 1
 
 
@@ -112,6 +113,7 @@ class Reporter:
         self.shows_progress = not (quiet or as_json) if show_progress is None else show_progress
         self.bars = StageProgress(console, total_files, disable=not self.shows_progress)
         self.finished: list[EditResult] = []  # in the order they finished (a report after an interrupt)
+        self.in_progress: set[str] = set()  # inputs started and not finished (``started``)
         self.lock = threading.Lock()
         self._remote = False  # frames come from Ray workers: their row counts the run, not one file
 
@@ -141,8 +143,15 @@ class Reporter:
         self.bars.describe(f"files (ray ×{workers})" if workers else "starting Ray workers")
         self.bars(Stage.WRITE_VIDEO, done, total)
 
+    def started(self, input: str) -> None:
+        """An input's edit began (so that an interrupted report can say which ones were cut short)."""
+        with self.lock:
+            self.in_progress.add(str(input))
+
     def result(self, result: EditResult) -> None:
         """One input finished (done, skipped or failed)."""
+        with self.lock:
+            self.in_progress.discard(str(result.input))
         if result.status == "failed":
             self.say("error", f"{result.input}: {result.error}")
             if self.verbose and result.traceback:
@@ -170,11 +179,36 @@ class Reporter:
 
 # ---------------------------------------------------------------- the report file and the summary table
 
+def unfinished(inputs: Sequence[tuple[str, str]], finished: Sequence[EditResult], in_progress: set[str]) -> list[EditResult]:
+    """An interrupted run's rows, in input order: each finished result, then ``interrupted`` for the inputs being
+    edited and ``pending`` for those not started. ``inputs``: every (input, output) of the run."""
+    from .pipeline import EditResult
+
+    by_input = {r.input: r for r in finished}
+    return [by_input.get(i) or EditResult(i, o, status="interrupted" if i in in_progress else "pending")
+            for i, o in inputs]
+
+
 def report_data(results: Iterable[EditResult], interrupted: bool = False, ignored: Sequence[Ignored] = ()) -> dict:
     rows = [r.as_dict() for r in results]
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES} | {"ignored": len(ignored)}
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES + (UNFINISHED if interrupted else ())}
+    counts |= {"ignored": len(ignored)}
     return {"version": REPORT_VERSION, "interrupted": interrupted, "results": rows, "summary": counts,
             "ignored": [{"input": str(i.input), "reason": i.reason} for i in ignored]}
+
+
+def check_report_path(path: Path) -> None:
+    """That the report can be written to ``path`` (before any model loads): a ``UsageError`` if it names a
+    folder or lies in a folder where no file can be created."""
+    from .errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"--report {path} is a folder: name the report file (e.g. {path / 'report.json'})")
+    try:
+        atomic.check_writable(path.parent)
+    except MediaError as exc:
+        raise UsageError(f"--report {path}: cannot be written: {exc}") from None
 
 
 def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = False,

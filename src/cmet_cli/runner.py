@@ -81,11 +81,14 @@ def check_inputs(jobs: Sequence[Job], options: EditOptions) -> dict[Job, str]:
 
 def check_speech(options: EditOptions) -> None:
     """Decode every speech clip of the run (cheap; the plan reuses the decode) so that a bad one fails
-    before the models load."""
+    before the models load: a ``UsageError``, as a missing clip is (the emotion source, not an input, is wrong)."""
     from .speech import load_speech
 
     for clip in options.speech_clips():
-        load_speech(clip)
+        try:
+            load_speech(clip)
+        except CmetError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def message(exc: BaseException, job: Job) -> str:
@@ -211,6 +214,8 @@ def run(jobs: Sequence[Job], options: EditOptions, *, reporter: Reporter | None 
                        cancel=cancel or CancelToken())
 
     def one(job: Job, worker: Editor | None = None) -> EditResult:
+        if reporter is not None:
+            reporter.started(str(job.input))
         result = edit_one(prepared, job, worker)
         if reporter is not None:
             reporter.result(result)

@@ -28,12 +28,12 @@ def error_text(message: str) -> str:
 
 
 def show_click_error(exc: click.ClickException, file: IO | None = None) -> None:
-    """``error: …`` (as every other message of the tool), then the usage line and where help is."""
-    click.echo(f"error: {error_text(exc.format_message())}", file=file, err=file is None)
+    """One line, ``error: …`` (as every other message of the tool), saying where help is for a usage error."""
     ctx = getattr(exc, "ctx", None)
+    hint = ""
     if isinstance(exc, click.UsageError) and ctx is not None:
-        click.echo(ctx.get_usage(), file=file, err=file is None)
-        click.echo(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.", file=file, err=file is None)
+        hint = f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    click.echo(f"error: {error_text(exc.format_message())}{hint}", file=file, err=file is None)
 
 
 class StyledErrors:

@@ -40,4 +40,4 @@ def main() -> None:
 
 for command in (edit, preview, download_weights, doctor, emotions):
     main.add_command(command)
-main.add_command(click.Command("weights", callback=doctor.callback, help=doctor.help, hidden=True))
+main.add_command(click.Command("weights", callback=doctor.callback, params=doctor.params, help=doctor.help, hidden=True))

@@ -48,13 +48,28 @@ def _console(quiet: bool = False) -> Console:
     return Console(stderr=True, quiet=quiet)
 
 
-def _setup_logging(verbose: int, quiet: bool, console: Console | None = None) -> logging.Handler:
-    """Log records go through ``console``: the one the progress bars draw on, so that a log line is
-    printed above the live bars instead of being glued to one of them."""
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
-    from rich.logging import RichHandler
+class LineHandler(logging.Handler):
+    """Log records as the tool's one-line messages (``warning: …``, ``error: …``; ``info:``/``debug:`` with
+    ``-v``), printed through ``console``: the one the progress bars draw on, so that a line goes above them."""
 
-    handler = RichHandler(console=console or _console(), show_time=False, show_path=False, markup=False)
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..report import say
+
+        kind = "error" if record.levelno >= logging.ERROR else record.levelname.lower()
+        try:
+            say(kind, record.getMessage(), self.console)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _setup_logging(verbose: int, quiet: bool, console: Console | None = None) -> logging.Handler:
+    """Log records go through ``console`` (see ``LineHandler``), one plain line each, never wrapped."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    handler = LineHandler(console or _console())
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     return handler
 

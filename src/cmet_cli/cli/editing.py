@@ -16,12 +16,13 @@ from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_OPTIONS, 
 if TYPE_CHECKING:
     from ..batch import Ignored, Plan
     from ..pipeline import EditResult
+    from ..report import Reporter
     from ..runner import LoadModels
 
 EDIT_SECTIONS = {
     "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
     "Faces": ("detector", "box", "face", "colour_match"),
-    "Output": ("output", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
+    "Output": ("output", "output_format", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
     "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
     "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
 }
@@ -47,6 +48,9 @@ EDIT_OPTIONS = option_group(
     WEIGHTS_DIR_OPTION,
     FACE_OPTIONS,
     click.option("--face", type=click.IntRange(min=1), help="Which face to edit when several are found (1 = largest)."),
+    click.option("--format", "output_format", type=click.Choice(["mp4", "mov", "mkv"]),
+                 help="Container of the outputs in a folder (default: each input's own: .mp4, .m4v, .mov, .mkv kept, "
+                      "others written as .mp4)."),
     click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
                  help="Encoder quality (lower = better, bigger; 0 = lossless)."),
     click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
@@ -78,7 +82,7 @@ EDIT_OPTIONS = option_group(
                short_help="Change the facial emotion of videos or folders of videos.")
 @EDIT_OPTIONS
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
-         batch_size, compile_, weights_dir, detector, box, face, crf, codec, colour_match, compare, recursive, overwrite,
+         batch_size, compile_, weights_dir, detector, box, face, output_format, crf, codec, colour_match, compare, recursive, overwrite,
          allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet,
          verbose) -> NoReturn:
     """Edit the facial emotion of INPUTS (videos or folders of videos).
@@ -93,7 +97,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     from .. import batch, distributed, presets, runner
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
-    from ..report import Reporter
+    from ..report import Reporter, check_report_path
 
     console = _console()  # one console for the bars, the log lines and the summary
     _setup_logging(verbose, quiet, console)
@@ -108,7 +112,9 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         presets.check_presets(options)
-        scanned = batch.scan(inputs, output, recursive=recursive)
+        scanned = batch.scan(inputs, output, recursive=recursive, fmt=output_format)
+        if report:
+            check_report_path(report)  # before any model loads, as the output folder is
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:
@@ -124,7 +130,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        _interrupted(exc, scanned, report, reporter.finished)
+        _interrupted(exc, scanned, report, reporter)
     if report:
         _write_report(report, results, scanned.ignored)
     reporter.summary(results, scanned.ignored)
@@ -138,13 +144,16 @@ def injected_loader() -> LoadModels | None:
     return obj.get("load_models") if isinstance(obj, dict) else None
 
 
-def _interrupted(exc: KeyboardInterrupt, scanned: Plan, report: Path | None, finished: list[EditResult]) -> NoReturn:
-    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report what finished, exit 128+N."""
+def _interrupted(exc: KeyboardInterrupt, scanned: Plan, report: Path | None, reporter: Reporter) -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP during ``edit``: remove unfinished outputs, report every input (finished, then
+    ``interrupted`` or ``pending``), exit 128+N."""
     from .. import runner
+    from ..report import unfinished
 
     runner.clean_up(scanned.jobs)
-    if report:  # what finished before the interrupt, for scripts that resume
-        _write_report(report, finished, scanned.ignored, interrupted=True)
+    if report:  # every input, for scripts that resume
+        rows = unfinished([(str(j.input), str(j.output)) for j in scanned.jobs], reporter.finished, reporter.in_progress)
+        _write_report(report, rows, scanned.ignored, interrupted=True)
     click.echo("interrupted: unfinished outputs were removed", err=True)
     sys.exit(exc.code if isinstance(exc, Terminated) else 130)
 

@@ -121,41 +121,95 @@ def _install(lock: dict[str, LockEntry], names: list[str], only: tuple[str, ...]
 
 
 @click.command("doctor", cls=CmetCommand, short_help="What is installed and usable: weights, ffmpeg, CUDA (alias: weights).")
-def doctor() -> None:
-    """What is installed and usable: the weights (verified or not), ffmpeg and CUDA.
+@click.option("--weights-dir", type=click.Path(path_type=Path), envvar="CMET_WEIGHTS_DIR",
+              help="Describe the checkpoints of this folder, as `cmet edit --weights-dir` loads them (env CMET_WEIGHTS_DIR).")
+@click.option("--bank", "bank_dir", type=click.Path(path_type=Path), help="Describe this preset bank folder, as `cmet edit --bank` uses it.")
+def doctor(weights_dir: Path | None, bank_dir: Path | None) -> None:
+    """What is installed and usable: the weights an edit would load (verified or not), ffmpeg and CUDA.
 
-    `cmet weights` is another name for it.
+    The same rules as `cmet edit`: --weights-dir (or CMET_WEIGHTS_DIR), --bank, else the cache
+    (CMET_HOME). The report goes to stdout. `cmet weights` is another name for it.
     """
-    _doctor()
-
-
-def _doctor() -> None:
-    """``doctor``'s report: the state of each weights file, ffmpeg, then torch and CUDA (torch loads only here)."""
-    from rich.table import Table
-
-    from .. import media, weights
+    from .. import weights
     from ..errors import CmetError
 
-    console = _console()
     try:
         weights.home()
     except CmetError as exc:
         _fail(str(exc))
-    table = Table(title=f"weights in {weights.home()}")
+    console = table_console(_stdout_console())
+    for section in DOCTOR_SECTIONS:
+        for line in section(weights_dir, bank_dir):
+            if isinstance(line, str):  # plain text: paths stay whole
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                console.print(line)
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+def weight_rows(weights_dir: Path | None, bank_dir: Path | None) -> list[tuple[str, str, str, str]]:
+    """(name, state, path, needed by) of every models.lock entry, found by the rules an edit uses
+    (``weights.paths``): ``--bank``, then ``--weights-dir`` (official names; a checkpoint missing there is
+    missing, as the edit then fails; the bank falls back to the cache), then the verified cache."""
+    from .. import weights
+    from ..weights.paths import CHECKPOINT_NAMES, find_in_folder
+
+    rows = []
+    for name, entry in weights.load_lock().items():
+        needed = ", ".join(entry.needed_by)
+        if name == "bank" and bank_dir:
+            state = "given (--bank)" if Path(bank_dir).is_dir() else "missing (--bank: no such folder)"
+            rows.append((name, state, str(bank_dir), needed))
+            continue
+        found = find_in_folder(entry, weights_dir) if weights_dir and (name in CHECKPOINT_NAMES or name == "bank") else None
+        if found is not None:
+            rows.append((name, "given (--weights-dir, not verified)", str(found), needed))
+        elif weights_dir and name in CHECKPOINT_NAMES:
+            rows.append((name, "missing (not in --weights-dir)", str(Path(weights_dir) / CHECKPOINT_NAMES[name]), needed))
+        else:
+            status = weights.check(entry)
+            rows.append((name, weights.state_text(status), str(status.path), needed))
+    return rows
+
+
+def _weights_section(weights_dir: Path | None, bank_dir: Path | None) -> list:
+    from rich.table import Table
+
+    from .. import weights
+
+    where = f"weights in {weights_dir} (--weights-dir), else {weights.home()}" if weights_dir else f"weights in {weights.home()}"
+    table = Table(title=where)
     for col in ("name", "state", "path", "needed by"):
         table.add_column(col)
-    for name, entry in weights.load_lock().items():
-        status = weights.check(entry)
-        table.add_row(name, weights.state_text(status), str(status.path), ", ".join(entry.needed_by))
-    table_console(console).print(table)
+    for row in weight_rows(weights_dir, bank_dir):
+        table.add_row(*row)
+    return [table]
+
+
+def _ffmpeg_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]:
+    from .. import media
+    from ..errors import CmetError
+
     try:
-        console.print(f"ffmpeg:  {media.ffmpeg_binary()}\nffprobe: {media.ffprobe_binary()}")
+        return [f"ffmpeg:  {media.ffmpeg_binary()}", f"ffprobe: {media.ffprobe_binary()}"]
     except CmetError as exc:
-        console.print(f"ffmpeg:  [red]{exc}[/red]")
-    import torch
+        return [f"ffmpeg:  {exc}"]
+
+
+def _torch_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]:
+    import torch  # loads only here
 
     cuda = torch.cuda.is_available()
-    console.print(f"torch {torch.__version__}; CUDA: " + (torch.cuda.get_device_name(0) if cuda else "not available"))
+    return [f"torch {torch.__version__}; CUDA: " + (torch.cuda.get_device_name(0) if cuda else "not available")]
+
+
+# doctor's report, section by section: each a function (weights_dir, bank_dir) -> lines (text or rich tables)
+DOCTOR_SECTIONS: tuple[Callable[[Path | None, Path | None], list], ...] = (_weights_section, _ffmpeg_section, _torch_section)
 
 
 # ---------------------------------------------------------------- emotions
@@ -181,11 +235,12 @@ def emotions(bank_dir: Path | None, weights_dir: Path | None, as_json: bool) -> 
         rows = presets.describe(bank_dir, weights_dir)
     except CmetError as exc:
         _fail(str(exc))
-    if rows and not any(row.installed for row in rows):
+    if rows and not any(row.installed for row in rows):  # the names are still listed: a warning, exit 0
         from .. import weights
+        from ..report import say
 
         lock = weights.load_lock()
-        click.echo(weights.missing_message(lock["bank"], weights.installed_path(lock["bank"])), err=True)
+        say("warning", weights.missing_message(lock["bank"], weights.installed_path(lock["bank"])))
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
         return

@@ -67,6 +67,19 @@ def hdr_notes(hdr: HdrMetadata) -> list[str]:
             + (" (the static HDR10 metadata is kept)" if hdr.static else "") for kind in hdr.dynamic]
 
 
+def encoder_options(name: str, crf: int, preset: str) -> dict[str, str]:
+    """The encoder's options for ``crf``; 0 is lossless with every encoder: x264 is lossless at 10 bit only
+    with ``qp 0`` (its crf 0 is lossless at 8 bit alone), x265 with ``lossless=1``."""
+    options = {"preset": preset}
+    if name in ("libx264", "libx264rgb") and crf == 0:
+        options["qp"] = "0"
+    else:
+        options["crf"] = str(crf)
+    if name == "libx265":
+        options["x265-params"] = "log-level=error" + (":lossless=1" if crf == 0 else "")
+    return options
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == 28 or "No space left" in str(exc)
 
@@ -129,6 +142,12 @@ class FrameWriter:
         self.notes += hdr_notes(self.hdr)
 
     def _open_video(self, layout: Layout) -> None:
+        """The video stream, added where the input has its own (the side streams around it, in input order)."""
+        if self.side is None:
+            return self._add_video(layout)
+        self.side.add_streams(lambda: self._add_video(layout))
+
+    def _add_video(self, layout: Layout) -> None:
         name = choose_codec(self.codec, layout, self.info.codec)
         stream = self.container.add_stream(name, rate=self.info.fps)
         stream.width, stream.height = self.width, self.height
@@ -144,14 +163,19 @@ class FrameWriter:
             stream.disposition = disposition
         for key, value in tags.items():
             stream.metadata[key] = value
-        options = {"crf": str(self.crf), "preset": self.preset}
+        options = encoder_options(name, self.crf, self.preset)
         hdr = hdr10_params(self.hdr, name)
+        x264 = list(hdr)
+        if name == "libx264" and layout.range == 1 and (layout.primaries, layout.trc, layout.space) == (2, 2, 2):
+            # x264 signals a limited range only beside a video format or a colour description: without
+            # this, video tagged `tv` and nothing else would come out untagged
+            x264.insert(0, "videoformat=component")
         if name == "libx265":
-            options["x265-params"] = ":".join(["log-level=error", *(["lossless=1"] if self.crf == 0 else []), *hdr])
+            options["x265-params"] = ":".join([options["x265-params"], *hdr])
             if self.fmt in ("mp4", "mov"):
                 stream.codec_tag = "hvc1"  # the tag Apple players need for HEVC
-        elif hdr:
-            options["x264-params"] = ":".join(hdr)
+        elif x264:
+            options["x264-params"] = ":".join(x264)
         stream.options = options
         self.stream, self.layout = stream, layout
 

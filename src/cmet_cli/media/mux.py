@@ -7,6 +7,7 @@ edited video in time order (``SideStreams``); the video stream's disposition and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..errors import MediaError
 from .probing import VideoInfo, open_input, probe_json, video_stream
@@ -58,34 +59,50 @@ class SideStreams:
         self.output = output
         self.notes: list[str] = []
         self.input = open_input(source)
+        self.video = video_stream(self.input)
         self.map: dict[int, tuple[object, object | None]] = {}  # input index -> (output stream, encoder or None)
+        self.kept: list[tuple[object, bool]] = []  # (input stream, re-encoded to AAC), in input order
         allowed_audio = CONTAINER_AUDIO.get(fmt)
         for stream in self.input.streams:
             kind, codec = stream.type, stream.codec_context.name if stream.codec_context else "?"
             codec = {"srt": "subrip"}.get(codec, codec)  # the decoder's name -> the codec's
             if kind == "audio":
-                if allowed_audio is None or codec in allowed_audio:
-                    self.map[stream.index] = (self._copy(stream), None)
-                else:
-                    out = output.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
-                    out.bit_rate = 256_000
-                    if stream.codec_context.layout:
-                        out.layout = stream.codec_context.layout
-                    self._keep_tags(stream, out)
-                    self.map[stream.index] = (out, stream)
+                self.kept.append((stream, not (allowed_audio is None or codec in allowed_audio)))
             elif kind == "subtitle":
                 if codec in CONTAINER_SUBTITLES.get(fmt, set()):
-                    self.map[stream.index] = (self._copy(stream), None)
+                    self.kept.append((stream, False))
                 else:
                     self.notes.append(f"subtitle track {stream.index} ({codec}) cannot be kept in {fmt}: dropped")
             elif kind == "data" and "timecode" in stream.metadata and \
-                    stream.metadata["timecode"] == video_stream(self.input).metadata.get("timecode"):
+                    stream.metadata["timecode"] == self.video.metadata.get("timecode"):
                 continue  # a timecode track: kept as the video's timecode tag (MOV/MP4 write it as a track again)
-            elif kind in ("data", "attachment") or (kind == "video" and stream is not video_stream(self.input)):
+            elif kind in ("data", "attachment") or (kind == "video" and stream is not self.video):
                 what = codec if codec and codec != "?" else stream.metadata.get("handler_name") or kind
                 self.notes.append(f"{kind} stream {stream.index} ({what}) is not kept")
-        self.demux = self.input.demux(*[self.input.streams[i] for i in self.map]) if self.map else iter(())
+        self.demux = iter(())
         self.pending = None
+
+    def add_streams(self, add_video: Callable[[], object]) -> None:
+        """Add the kept streams to the output in the input's order, the edited video (``add_video``) where the
+        input has its video stream, so that stream indices stay as they were."""
+        for stream, encode in [k for k in self.kept if k[0].index < self.video.index]:
+            self._add(stream, encode)
+        add_video()
+        for stream, encode in [k for k in self.kept if k[0].index > self.video.index]:
+            self._add(stream, encode)
+        if self.map:
+            self.demux = self.input.demux(*[self.input.streams[i] for i in self.map])
+
+    def _add(self, stream, encode: bool) -> None:
+        if not encode:
+            self.map[stream.index] = (self._copy(stream), None)
+            return
+        out = self.output.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+        out.bit_rate = 256_000
+        if stream.codec_context.layout:
+            out.layout = stream.codec_context.layout
+        self._keep_tags(stream, out)
+        self.map[stream.index] = (out, stream)
 
     def _copy(self, stream):
         out = self.output.add_stream_from_template(stream)
