@@ -185,3 +185,20 @@ def test_edit_on_opencv5_finds_the_face_with_yunet(tmp_path, clip, yunet_weights
     face, background = (slice(60, 230), slice(100, 250)), (slice(0, 288), slice(330, 384))
     assert np.abs(a[(slice(None), *face)].astype(int) - b[(slice(None), *face)]).mean() > 5
     assert np.abs(a[(slice(None), *background)].astype(int) - b[(slice(None), *background)]).mean() < 1.5
+
+
+def test_doctor_says_which_detectors_run_and_why(tmp_path, yunet_weights, opencv5, fake_yunet):
+    run = cmet("doctor", "--weights-dir", yunet_weights, env={"CMET_HOME": str(tmp_path / "empty-cache")})
+    assert run.code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "face detectors (OpenCV 5.1.0; auto takes yunet):" in lines
+    assert "  yunet    usable" in lines
+    assert any(line.startswith("  cascade  cannot run: OpenCV 5.1.0 has no Haar cascade") for line in lines)
+    assert any(line.startswith("  fan      cannot run: face-alignment's weights are not installed") for line in lines)
+    [networks] = [line for line in lines if line.startswith("networks (--device auto --precision auto): ")]
+    assert "cpu, fp32 (auto:" in networks and "contiguous memory" in networks
+
+
+def test_doctor_without_any_detector_says_box(tmp_path, opencv5):
+    run = cmet("doctor", env={"CMET_HOME": str(tmp_path / "empty-cache")})
+    assert "face detectors (OpenCV 5.1.0; none can run: an edit needs --box X,Y,W,H):" in run.stdout.splitlines()

@@ -112,7 +112,7 @@ def layout_reason(device: torch.device, dtype: torch.dtype | None) -> str:
         return "faster for the convolutions on CUDA"
     if device.type == "cpu":
         return ("faster for reduced-precision convolutions" if dtype is not None
-                else "channels-last is faster but moves fp32 results past the golden bounds")
+                else "fp32 gains nothing consistent from channels-last, which moves its results past the golden bounds")
     return f"channels-last not measured on {device.type}"
 
 

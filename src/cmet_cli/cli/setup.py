@@ -208,8 +208,39 @@ def _torch_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]
     return [f"torch {torch.__version__}; CUDA: " + (torch.cuda.get_device_name(0) if cuda else "not available")]
 
 
+def _detectors_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]:
+    """Which face detectors can run here, which one ``--detector auto`` takes, and why the others cannot."""
+    import cv2
+
+    from ..errors import CmetError
+    from ..faces.detection import detector_kind, detector_problems
+    from ..models import detector_files
+
+    files = detector_files(weights_dir)
+    try:
+        auto = f"auto takes {detector_kind('auto', files)}"
+    except CmetError:
+        auto = "none can run: an edit needs --box X,Y,W,H"
+    lines = [f"face detectors (OpenCV {cv2.__version__}; {auto}):"]
+    for name, problem in detector_problems(files).items():
+        lines.append(f"  {name:8} " + (f"cannot run: {problem}" if problem else "usable"))
+    return lines
+
+
+def _networks_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]:
+    """What ``--device auto --precision auto`` picks here, and why (``Runtime.why``)."""
+    from ..errors import CmetError
+    from ..runtime import Runtime
+
+    try:
+        return [f"networks (--device auto --precision auto): {Runtime.build('auto', 'auto').why}"]
+    except CmetError as exc:
+        return [f"networks: {exc}"]
+
+
 # doctor's report, section by section: each a function (weights_dir, bank_dir) -> lines (text or rich tables)
-DOCTOR_SECTIONS: tuple[Callable[[Path | None, Path | None], list], ...] = (_weights_section, _ffmpeg_section, _torch_section)
+DOCTOR_SECTIONS: tuple[Callable[[Path | None, Path | None], list], ...] = (
+    _weights_section, _detectors_section, _ffmpeg_section, _torch_section, _networks_section)
 
 
 # ---------------------------------------------------------------- emotions
