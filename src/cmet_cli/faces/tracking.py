@@ -8,8 +8,8 @@ constant motion), and detections go to the tracks whose predicted box they overl
 than ``max_gap`` frames is lost (its frames pass through unedited); a detection no open track takes goes to
 the lost track last seen at about the same place and size (centre within ``reentry_distance`` of its side,
 side within ``reentry_size``×) for up to ``reentry_seconds``, so a face that leaves and comes back keeps its
-id; otherwise it starts a new track. A track seen on a single keyframe of a clip with several is dropped as a
-false detection.
+id; otherwise it starts a new track. A track seen on a single keyframe is dropped as a false detection when
+another track was seen on several.
 
 Ids. ``face_tracks`` numbers the tracks from 1: by the share of frames in which the face is present (most
 first), then by its mean size (largest first). The same video with the same detector settings gives the
@@ -184,8 +184,8 @@ def face_tracks(keyframes: Iterable[tuple[int, Sequence[Detection]]], n_frames: 
     """Every face track of a clip, ``id`` 1, 2, ... in the order of the id rule (most present, then largest)."""
     keyframes = list(keyframes)
     linked = link(keyframes, fps, config)
-    if len(keyframes) > 1:
-        linked = [t for t in linked if len(t) > 1]  # seen on one keyframe only: a false detection
+    if any(len(t) > 1 for t in linked):
+        linked = [t for t in linked if len(t) > 1]  # seen on one keyframe only, beside real tracks: a false detection
     made = []
     for points in linked:
         boxes = _boxes(points, n_frames, fps, detector, config)
