@@ -131,3 +131,26 @@ def test_a_face_that_leaves_for_two_seconds_keeps_its_id(tmp_path):
     assert face["id"] == 1 and len(face["spans"]) == 2, face
     first, second = face["spans"]
     assert first["end"] < 1.2 and 2.8 < second["start"] < 3.2 and second["end"] > 3.9
+
+
+def test_preview_shows_the_chosen_face_only(tmp_path, two, listed, small_weights, model_loads):
+    """``cmet preview --face 2``: in the sheet (original above, edit below, 256 px high: ×256/288), face 2's box
+    changes and face 1's is the same pixels (measured mean change 0 for face 1)."""
+    import cv2
+
+    sheet = tmp_path / "sheet.png"
+    run = cmet("preview", two, "-o", sheet, "--preset", "sad", "--face", "2", "--frames", "1", "--detector", "cascade",
+               *model_args(small_weights))
+    assert run.code == 0, run.stderr
+    image = cv2.imread(str(sheet)).astype(np.int32)
+    top, bottom = image[:256], image[256:]
+    scale = 256 / 288
+
+    def region(face: dict) -> tuple[slice, slice]:
+        rows, cols = box_of(face)
+        return (slice(int(rows.start * scale), int(rows.stop * scale)),
+                slice(int(cols.start * scale), int(cols.stop * scale)))
+
+    one, two_ = (region(f) for f in listed["faces"])
+    assert np.abs(top[one] - bottom[one]).max() <= 1  # face 1 not edited (1: PNG is lossless, room for rounding)
+    assert np.abs(top[two_] - bottom[two_]).mean() > 5

@@ -175,10 +175,11 @@ def _write_report(path: Path, results: list[EditResult], ignored: list[Ignored],
 @WEIGHTS_DIR_OPTION
 @DEVICE_OPTION
 @FACE_OPTIONS
+@FACE_CHOICE_OPTIONS
 @click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings.")
 def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_frames, bank_dir, weights_dir, device,
-            detector, box, overwrite, quiet) -> None:
+            detector, box, face, face_emotions, overwrite, quiet) -> None:
     """Contact sheet of N evenly spaced frames, original above and edited below.
 
     Only those frames go through the networks, so it takes seconds where a full edit takes
@@ -187,6 +188,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     \b
       cmet preview talk.mp4 --preset sarcastic -o sheet.png
       cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
+      cmet preview interview.mp4 --face all --face-emotion 1=happy --face-emotion 2=sad -o sheet.png
     """
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
@@ -196,11 +198,12 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     _setup_logging(0, quiet)
     _handle_termination()
     try:
-        if not preset and not emotion_speech:
-            raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")
+        if not preset and not emotion_speech and not face_emotions:
+            raise UsageError("give the emotion to preview: --preset NAME, --emotion-speech FILE or --face-emotion ID=EMOTION")
         options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech),
                               intensity=intensity, bank_dir=bank_dir, weights_dir=weights_dir, device=device,
-                              detector=detector, box=box, overwrite=overwrite).validate()
+                              detector=detector, box=box, face=face, face_emotions=tuple(face_emotions),
+                              overwrite=overwrite).validate()
         path = contact_sheet(input, output, options, n_frames, editor=Editor(options, load_models=injected_loader()))
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
