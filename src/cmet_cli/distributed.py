@@ -35,6 +35,7 @@ from .ray_workers import ActorPool, Slot, WorkerHook, WorkerInfo, worker_shape
 
 if TYPE_CHECKING:
     from .report import Reporter
+    from .emotion import Plans
     from .timeline import Keyframe
 
 log = logging.getLogger("cmet")
@@ -260,12 +261,14 @@ def absolute_options(options: EditOptions) -> EditOptions:
         return None if p is None else Path(p).absolute()
 
     at = tuple(replace(cue, emotion=cue.emotion.absolute()) for cue in options.at)
+    per_face = tuple(replace(f, emotion=f.emotion.absolute()) for f in options.face_emotions)
     return replace(options, emotion_speech=tuple(Path(p).absolute() for p in options.emotion_speech),
                    neutral_speech=tuple(Path(p).absolute() for p in options.neutral_speech), at=at,
+                   face_emotions=per_face,
                    weights_dir=path(options.weights_dir), bank_dir=path(options.bank_dir))
 
 
-def driver_plan(jobs: Sequence[Job], options: EditOptions) -> tuple[list[Keyframe] | None, str | None]:
+def driver_plan(jobs: Sequence[Job], options: EditOptions) -> tuple[Plans | None, str | None]:
     """The emotion plan, computed once here for every worker (None when no job needs models), or the
     one-line reason it cannot be (a missing bank, a bad speech clip): every file needing models then fails."""
     if not any(runner.needs_models(j, options.overwrite) for j in jobs):

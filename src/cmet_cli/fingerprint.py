@@ -5,7 +5,7 @@ Every output carries a container ``comment`` tag such as
 
 - ``settings``: a hash over everything that shapes the pixels: the emotion source (preset names, or the
   content hashes of the speech clips), the neutral reference, the preset bank's content, intensity,
-  timeline and blend, the face detector actually used, box and face choice, colour matching, side by
+  timeline and blend, the face detector actually used, box, face choice and per-face emotions, colour matching, side by
   side, the codec settings and the content hashes of the network weights;
 - ``input``: the input file's size and modification time.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from .options import Cue, Preset
+from .options import Cue, FaceEmotion, Preset
 
 if TYPE_CHECKING:
     from .options import EditOptions
@@ -83,11 +83,12 @@ def digest(path: Path) -> str:
 
 def settings_record(options: EditOptions, files: dict[str, Path | None], detector: str) -> dict:
     """Everything that shapes an edit's pixels, as plain data: files by content hash, not by name."""
-    def emotion(cue: Cue) -> str:
+    def emotion(cue: Cue | FaceEmotion) -> str:
         source = cue.emotion
         return f"preset:{source.name}" if isinstance(source, Preset) else f"file:{digest(source.clips[0])}"
 
-    return {
+    face = list(options.face) if isinstance(options.face, tuple) else options.face
+    record = {
         "version": 1,
         "preset": options.preset,
         "emotion_speech": [digest(Path(p)) for p in options.emotion_speech],
@@ -98,12 +99,15 @@ def settings_record(options: EditOptions, files: dict[str, Path | None], detecto
         "precision": options.precision,
         "detector": "box" if options.box else detector,
         "box": list(options.box) if options.box else None,
-        "face": options.face,
+        "face": face,
         "colour_match": options.colour_match,
         "compare": options.compare,
         "codec": {"vcodec": options.codec, "crf": options.crf},
         "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
     }
+    if options.face_emotions:  # only then: the records (and so the hashes) of earlier edits stay as they were
+        record["face_emotions"] = [[f.face, emotion(f)] for f in sorted(options.face_emotions, key=lambda f: f.face)]
+    return record
 
 
 def settings_hash(record: Mapping[str, object]) -> str:

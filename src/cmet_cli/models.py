@@ -135,12 +135,14 @@ def weight_paths(options: EditOptions, *, emotion: bool = True) -> weights.Weigh
 def needs_speech(options: EditOptions) -> bool:
     """Whether the options' emotions use speech clips (and so emotion2vec)."""
     return bool(options.emotion_speech or options.neutral_speech
-                or any(isinstance(cue.emotion, Speech) for cue in options.at))
+                or any(isinstance(cue.emotion, Speech) for cue in options.at)
+                or any(isinstance(f.emotion, Speech) for f in options.face_emotions))
 
 
 def needs_bank(options: EditOptions) -> bool:
     """Whether they use the preset bank: a preset, or the bank's neutral clips as the reference."""
-    return bool(options.preset or not options.neutral_speech or options.at)
+    return bool(options.preset or not options.neutral_speech or options.at
+                or any(not isinstance(f.emotion, Speech) for f in options.face_emotions))
 
 
 def load_strict(module: nn.Module, state: dict, path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 from .errors import OptionError, UsageError  # noqa: F401  (OptionError: importers take it from here too)
 from .timeline import parse_time
@@ -55,6 +55,58 @@ class Cue:
     time: float
     emotion: Emotion
     label: str  # as given: the preset name or the speech file
+
+
+@dataclass(frozen=True)
+class FaceEmotion:
+    """Face track ``face`` takes ``emotion`` (one ``--face-emotion ID=EMOTION``), from the first frame."""
+
+    face: int
+    emotion: Emotion
+    label: str  # as given: the preset name or the speech file
+
+
+FaceChoice = Union[int, tuple[int, ...], str, None]  # one id, several, "all", or None (see EditOptions.chosen_faces)
+
+
+def parse_face_choice(value: FaceChoice | list) -> FaceChoice:
+    """``--face``: ``2`` -> 2, ``"1,3"`` -> (1, 3), ``"all"`` -> ``"all"``; a bad value is an ``OptionError``."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        parts = [p.strip() for p in text.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise OptionError("{face} takes a face id, ids separated by commas (1,3) or all, not {value}",
+                              value=repr(value))
+        ids = tuple(int(p) for p in parts)
+        return ids[0] if len(ids) == 1 else ids
+    if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    raise OptionError("{face} takes a face id, ids separated by commas (1,3) or all, not {value}", value=repr(value))
+
+
+def parse_face_emotion(value: "FaceEmotion | str | tuple") -> FaceEmotion:
+    """``"2=sad"`` or ``(2, "angry.wav")`` -> ``FaceEmotion``; a bad value is an ``OptionError``."""
+    if isinstance(value, FaceEmotion):
+        return value
+    if isinstance(value, str):
+        face, sep, emotion = value.partition("=")
+    else:
+        try:
+            face, emotion = value
+        except (TypeError, ValueError):
+            face, sep, emotion = "", "", ""
+        sep = "="
+    face = str(face).strip()
+    if not sep or not face.isdigit() or int(face) < 1 or not str(emotion).strip():
+        raise OptionError("{face_emotions} takes ID=EMOTION (a face id from 1, a preset or a speech file), "
+                          "e.g. 2=sad, not {value}", value=repr(value))
+    parsed = parse_emotion(emotion if not isinstance(emotion, str) else emotion.strip())
+    label = emotion.strip() if isinstance(emotion, str) else parsed.label
+    return FaceEmotion(int(face), parsed, label)
 
 
 def looks_like_file(text: str) -> bool:
@@ -114,7 +166,8 @@ class EditOptions:
     bank_dir: Path | None = None  # preset bank folder (DIR/<emotion>/*.npy)
     detector: str = "auto"  # auto | fan | yunet | cascade
     box: tuple[int, int, int, int] | None = None  # fixed face box X,Y,W,H: no detection
-    face: int | None = None  # which face track (1 = largest)
+    face: FaceChoice = None  # which face tracks: an id, several ((1, 3) or "1,3"), "all"; None: see chosen_faces
+    face_emotions: tuple[FaceEmotion, ...] = ()  # per face: (id, emotion) pairs or "2=sad" strings are parsed
     crf: int = 18  # encoder quality (libx264/libx265 CRF; 0 is lossless)
     codec: str = "auto"  # auto | h264 | hevc (auto: H.264, or HEVC for 10-bit HEVC input)
     compare: bool = False  # write original | edit side by side
@@ -125,6 +178,29 @@ class EditOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", tuple(as_cue(cue) for cue in self.at))
+        object.__setattr__(self, "face", parse_face_choice(self.face))
+        object.__setattr__(self, "face_emotions", tuple(parse_face_emotion(f) for f in self.face_emotions))
+
+    @property
+    def global_emotion(self) -> bool:
+        """Whether an emotion for every chosen face is given (``preset``, ``emotion_speech`` or ``at``)."""
+        return bool(self.preset or self.emotion_speech or self.at)
+
+    def face_emotion(self, face: int) -> FaceEmotion | None:
+        """The ``--face-emotion`` of face track ``face``, if any."""
+        return next((f for f in self.face_emotions if f.face == face), None)
+
+    def chosen_faces(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The face tracks to edit, given the ids there are: ``face`` (an id, several, or all of ``ids``); without
+        it, face 1 when a global emotion is given, and every face a ``face_emotions`` entry names."""
+        if self.face == "all":
+            return tuple(ids)
+        if isinstance(self.face, int):
+            return (self.face,)
+        if isinstance(self.face, tuple):
+            return self.face
+        named = [f.face for f in self.face_emotions]
+        return tuple(dict.fromkeys(([1] if self.global_emotion else []) + sorted(named)))
 
     def cues(self) -> tuple[Cue, ...]:
         """The emotion over time: the ``at`` cues, else the one emotion (preset or speech clips) from 0 s."""
@@ -140,7 +216,8 @@ class EditOptions:
     def speech_clips(self) -> list[Path]:
         """Every speech clip of the run: emotional, neutral and those of the timeline."""
         timeline_clips = [clip for cue in self.at if isinstance(cue.emotion, Speech) for clip in cue.emotion.clips]
-        return [*map(Path, self.emotion_speech), *map(Path, self.neutral_speech), *timeline_clips]
+        face_clips = [clip for f in self.face_emotions if isinstance(f.emotion, Speech) for clip in f.emotion.clips]
+        return [*map(Path, self.emotion_speech), *map(Path, self.neutral_speech), *timeline_clips, *face_clips]
 
     def validate(self) -> "EditOptions":
         """Check the combination and ranges; an ``OptionError`` names the field (the CLI shows its flag)."""
@@ -149,7 +226,7 @@ class EditOptions:
         from .runtime import PRECISIONS, is_device_name
 
         sources = sum(bool(x) for x in (self.preset, self.emotion_speech, self.at))
-        if sources == 0:
+        if sources == 0 and not self.face_emotions:
             raise OptionError("give the target emotion: {emotion_speech} FILE, {preset} NAME or {at} TIME EMOTION")
         if self.preset and self.emotion_speech:
             raise OptionError("{preset} and {emotion_speech} are exclusive: choose one")
@@ -174,8 +251,7 @@ class EditOptions:
             raise OptionError("{device} must be auto, cpu, cuda or mps, not {value}", value=repr(self.device))
         if self.detector not in faces.DETECTORS:
             raise OptionError("{detector} must be auto, fan, yunet or cascade, not {value}", value=repr(self.detector))
-        if self.face is not None and self.face < 1:
-            raise OptionError("{face} counts from 1 (the largest face)")
+        self._validate_faces()
         if not 0 <= self.crf <= 51:
             raise OptionError("{crf} must be between 0 and 51, not {value}", value=str(self.crf))
         if self.codec not in media.CODECS:
@@ -188,3 +264,26 @@ class EditOptions:
             if not Path(clip).is_file():
                 raise UsageError(f"speech clip {clip} is not a regular file")
         return self
+
+    def _validate_faces(self) -> None:
+        """The face choice and the per-face emotions agree with each other and with the global emotion."""
+        chosen = self.face if isinstance(self.face, tuple) else (self.face,) if isinstance(self.face, int) else ()
+        if any(i < 1 for i in chosen) or (self.face is not None and not chosen and self.face != "all"):
+            raise OptionError("{face} counts from 1 (see `cmet faces`)")
+        seen: set[int] = set()
+        for f in self.face_emotions:
+            if f.face in seen:
+                raise OptionError("{face_emotions} gives face {fid} two emotions", fid=str(f.face))
+            seen.add(f.face)
+            if isinstance(f.emotion, Speech) and not all(Path(c).is_file() for c in f.emotion.clips):
+                raise OptionError("{face_emotions} {fid}={what}: no such speech file (or a preset name: see "
+                                  "`cmet emotions`)", fid=str(f.face), what=f.label)
+            if chosen and f.face not in chosen:
+                raise OptionError("{face_emotions} {fid}={what}: face {fid} is not chosen by {face} {ids}",
+                                  fid=str(f.face), what=f.label, ids=",".join(map(str, chosen)))
+        if chosen and not self.global_emotion:
+            bare = [i for i in chosen if i not in seen]
+            if bare:
+                raise OptionError("face {ids} has no emotion: give {face_emotions} {first}=EMOTION, or {preset}, "
+                                  "{emotion_speech} or {at} for every chosen face", ids=",".join(map(str, bare)),
+                                  first=str(bare[0]))

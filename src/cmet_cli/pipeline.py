@@ -10,9 +10,10 @@ vectors, from speech embeddings and the bank) and the face detector. ``Editor.ed
 1. ``check_paths``, ``media.probe`` and ``check_input``: what is refused before any frame decodes;
 2. ``Editor.stamp``: the settings record the output carries (``fingerprint``), so that a re-run can
    skip a finished edit;
-3. pass 1, ``stream.track``: decode, detect faces on keyframes, track and smooth (``faces``): a crop
-   box per frame and the appearance frame;
-4. pass 2, ``stream.run_edit``: decode in chunks -> crop the face -> ``face_editor.CmetEditor``: encode
+3. pass 1, ``stream.track_all``: decode, detect faces on keyframes, track and smooth (``faces``): every
+   face track with its id, a crop box per frame and its appearance frame; ``--face`` and ``--face-emotion``
+   choose the tracks to edit (``EditOptions.chosen_faces``), each with its own emotion plan and editor;
+4. pass 2, ``stream.run_edit``: decode in chunks -> crop the chosen faces -> ``face_editor.CmetEditor``: encode
    the codes (``render``, EDTalk) -> roll the connector over them with the plan's vectors (``transfer``,
    C-MET) -> render -> paste back -> encode (``media``) into a temporary file renamed into place
    (``atomic``) once the output is verified.
@@ -31,14 +32,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import faces, media, presets, timeline
-from .emotion import emotion_plan
-from .errors import CmetError, MediaError, NoFaceError, UsageError
-from .face_editor import CmetEditor, FaceEditor
+from .emotion import Plans, emotion_plans
+from .errors import CmetError, MediaError, UsageError
+from .face_editor import CmetEditor, FaceEditor, Tally
 from .fingerprint import Stamp, input_identity, settings_hash, settings_record
 from .models import Models, detector_files, load_models, weight_paths
 from .options import EditOptions
 from .stages import CancelToken, ProgressFn, Stage
-from .stream import run_edit, track
+from .stream import FaceEdit, run_edit, track_all
 
 log = logging.getLogger("cmet")
 
@@ -58,24 +59,48 @@ class EditResult:
     code_change: float | None = None  # mean |edited - original| of the expression codes
     vector_norm: float | None = None  # norm of the semantic vector used (mean over frames)
     warnings: list[str] = field(default_factory=list)
+    faces: list[dict] = field(default_factory=list)  # one row per edited face (``FaceRow.as_dict``)
     traceback: str | None = None  # of an internal error: shown with -v, not part of the report
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "traceback"}
 
 
+@dataclass(frozen=True)
+class FaceRow:
+    """What happened to one edited face: its track id, the frames where it was edited, its expression change,
+    its emotion and where that came from (``face-emotion`` for its own, ``global`` for the run's)."""
+
+    id: int
+    frames: int
+    code_change: float | None
+    vector_norm: float | None
+    emotion: str
+    source: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def plan_label(plan: Sequence[timeline.Keyframe]) -> str:
+    """An emotion plan in words: ``sad``, or ``happy from 0s, sad from 4s`` for a timeline."""
+    if len(plan) == 1 and plan[0].time == 0:
+        return plan[0].label
+    return ", ".join(f"{k.label} from {k.time:g}s" for k in plan)
+
+
 class Editor:
     """Loads the models once, then edits files one after another.
 
     ``models``: networks already loaded, or ``load_models``: how to load them (default ``models.load_models``);
-    ``plan``: the emotion plan already computed (``emotion.emotion_plan``; else made from the models' emotion
-    sources by ``load``); ``settings``: the settings hash already computed (``Editor.settings``), so that no
+    ``plan``: the emotion plans already computed (``emotion.emotion_plans``, or one global plan as a list of
+    keyframes; else made from the models' emotion sources by ``load``); ``settings``: the settings hash already computed (``Editor.settings``), so that no
     weight file needs to be found here to stamp outputs; ``face_editor``: renders the crops instead of C-MET.
     """
 
     def __init__(self, options: EditOptions, *, models: Models | None = None,
                  load_models: Callable[[EditOptions], Models] | None = None,
-                 plan: Sequence[timeline.Keyframe] | None = None, settings: str | None = None,
+                 plan: Plans | Sequence[timeline.Keyframe] | None = None, settings: str | None = None,
                  face_editor: FaceEditor | None = None, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> None:
         self.options = options.validate()
@@ -85,9 +110,18 @@ class Editor:
         self._load_models = load_models
         self.models = models
         self._models_given = models is not None  # networks handed in: their files may be unknown
-        self.plan: list[timeline.Keyframe] | None = None if plan is None else list(plan)
+        self.plans: Plans | None = None if plan is None else dict(plan) if isinstance(plan, dict) else {None: list(plan)}
         self._detector = None
         self._settings = settings
+
+    @property
+    def plan(self) -> list[timeline.Keyframe] | None:
+        """The global emotion plan (empty when only ``--face-emotion`` gives emotions; None before ``load``)."""
+        return None if self.plans is None else self.plans.get(None, [])
+
+    def all_keyframes(self) -> list[timeline.Keyframe]:
+        """Every keyframe of every plan (for the weak-preset warnings)."""
+        return [k for plan in (self.plans or {}).values() for k in plan]
 
     @property
     def on_gpu(self) -> bool:
@@ -145,7 +179,7 @@ class Editor:
             started = time.perf_counter()
             if self.progress:
                 self.progress(Stage.LOAD_MODELS, 0, 1)
-            load = self._load_models or partial(load_models, emotion=self.plan is None)
+            load = self._load_models or partial(load_models, emotion=self.plans is None)
             self.models = load(self.options)
             self._make_plan()
             if self.progress:
@@ -157,11 +191,11 @@ class Editor:
 
     def _make_plan(self) -> None:
         """The emotion plan from the loaded models' embeddings and bank, unless it was given."""
-        if self.models is not None and self.plan is None:
+        if self.models is not None and self.plans is None:
             sources = self.models.emotion
             if sources is None:
                 raise CmetError("no emotion plan: the models were loaded without the bank and emotion2vec")
-            self.plan = emotion_plan(self.options, sources.embed, sources.bank)
+            self.plans = emotion_plans(self.options, sources.embed, sources.bank)
 
     def detector(self):
         if self._detector is None and not self.options.box:
@@ -178,32 +212,75 @@ class Editor:
         result.fps = float(info.fps)
         self.load()
         stamp = self.stamp(input)
-        result.warnings += presets.weak_warnings(self.plan or ())
+        result.warnings += presets.weak_warnings(self.all_keyframes())
         result.warnings += self.detector_warnings()
-        face_track = track(info, self.options, self.detector(), self.progress, cancel=self.cancel)
-        if len(face_track.boxes) != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
-            result.warnings.append(f"{info.frame_count} video packets but {len(face_track.boxes)} frames decode: "
-                                   f"writing {len(face_track.boxes)} frames")
-            info = replace(info, frame_count=len(face_track.boxes))
+        tracks = track_all(info, self.options, self.detector(), self.progress, cancel=self.cancel)
+        n_decoded = len(tracks[0].boxes) if tracks else media.count_frames(info)
+        if n_decoded != info.frame_count:  # e.g. a stream-copied cut: packets before its start do not show
+            result.warnings.append(f"{info.frame_count} video packets but {n_decoded} frames decode: "
+                                   f"writing {n_decoded} frames")
+            info = replace(info, frame_count=n_decoded)
         if info.has_audio:
             note = media.audio_plan(info, media.output_format(output))[1]
             if note:
                 result.warnings.append(note)
-        lost = int((~face_track.present).sum())
-        if lost == info.frame_count:
-            raise NoFaceError("the face was lost in every frame; give its position with --box X,Y,W,H")
-        if lost:
-            result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
-        editor = self._face_editor or CmetEditor(self.models, self.plan, self.options.blend, self.progress)
+        chosen = faces.pick(tracks, self.options.chosen_faces([t.id for t in tracks]))
+        for face_track in chosen:
+            lost = int((~face_track.present).sum())
+            if lost and len(chosen) == 1:
+                result.warnings.append(f"no face in {lost} of {info.frame_count} frames: those pass through unchanged")
+            elif lost:
+                result.warnings.append(f"face {face_track.id} is absent from {lost} of {info.frame_count} frames: "
+                                       "it passes through unchanged there")
+        edits = self.face_edits(chosen)
         batch = self.options.batch_size or (self.models.runtime.batch_size if self.models else 8)
-        result.frames, result.face_frames = run_edit(info, output, face_track, editor, self.options, batch, self.progress,
+        result.frames, result.face_frames = run_edit(info, output, edits, self.options, batch, self.progress,
                                                      metadata=stamp.metadata(), cancel=self.cancel,
                                                      warnings=result.warnings)
-        report = getattr(editor, "report", None)  # optional (FaceEditor): a wrapped CmetEditor reports too
-        if report is not None:
-            report(result)
+        self.report_faces(edits, result)
         result.seconds = time.perf_counter() - started
         return result
+
+    def face_plan(self, face: int) -> tuple[list[timeline.Keyframe], str]:
+        """The emotion plan of face track ``face`` and where it comes from (``face-emotion`` or ``global``)."""
+        plans = self.plans or {}
+        if face in plans:
+            return plans[face], "face-emotion"
+        if not self.options.global_emotion and self._face_editor is None:
+            raise UsageError(f"face {face} has no emotion: give --face-emotion {face}=EMOTION, or --preset, "
+                             "--emotion-speech or --at for every chosen face")
+        return plans.get(None, []), "global"
+
+    def face_edits(self, chosen: Sequence[faces.FaceTrack]) -> list[FaceEdit]:
+        """Each chosen face track with its editor: its own emotion plan, appearance source and connector rollout
+        on the run's networks (progress counted over all of them); a face editor handed in edits every face."""
+        tally = Tally(self.progress)
+        edits = []
+        for face_track in chosen:
+            plan, _ = self.face_plan(face_track.id)
+            editor = self._face_editor or CmetEditor(self.models, plan, self.options.blend, tally=tally)
+            edits.append(FaceEdit(face_track, editor))
+        return edits
+
+    def report_faces(self, edits: Sequence[FaceEdit], result: EditResult) -> None:
+        """The result's row per edited face, and its overall expression change and vector norm (the mean over
+        every rendered face frame). An editor without ``report`` (a test stand-in) measures nothing."""
+        weighted: list[tuple[int, float, float]] = []
+        for edit in edits:
+            part = EditResult(result.input, result.output)
+            report = getattr(edit.editor, "report", None)  # optional (FaceEditor): a wrapped CmetEditor reports too
+            if report is not None:
+                report(part)
+            plan, source = self.face_plan(edit.track.id)
+            rendered = int(getattr(edit.editor, "change_n", 0)) or int(edit.track.present.sum())
+            result.faces.append(FaceRow(edit.track.id, int(edit.track.present[:result.frames].sum()), part.code_change,
+                                        part.vector_norm, plan_label(plan), source).as_dict())
+            if part.code_change is not None:
+                weighted.append((rendered, part.code_change, part.vector_norm or 0.0))
+        total = sum(n for n, _, _ in weighted)
+        if total:
+            result.code_change = sum(n * c for n, c, _ in weighted) / total
+            result.vector_norm = sum(n * v for n, _, v in weighted) / total
 
 
 def check_input(info: media.VideoInfo, options: EditOptions) -> list[str]:

@@ -194,7 +194,7 @@ def check_presets(options) -> None:
     model loads."""
     from .options import Preset
 
-    names = [cue.emotion.name for cue in options.cues() if isinstance(cue.emotion, Preset)]
+    names = [cue.emotion.name for cue in (*options.cues(), *options.face_emotions) if isinstance(cue.emotion, Preset)]
     if not names:
         return
     known = installed_names(options.bank_dir, options.weights_dir) or set(PRESETS)

@@ -24,6 +24,7 @@ from .stages import Stage
 if TYPE_CHECKING:
     from .options import EditOptions
     from .pipeline import EditResult
+    from .emotion import Plans
     from .timeline import Keyframe
 
 log = logging.getLogger("cmet")
@@ -73,7 +74,7 @@ class Worker:
     Run with ``max_concurrency=2`` so that ``progress`` answers while ``edit`` runs.
     """
 
-    def __init__(self, options: EditOptions, plan: list[Keyframe] | None, settings: tuple[str, str] | None,
+    def __init__(self, options: EditOptions, plan: Plans | list[Keyframe] | None, settings: tuple[str, str] | None,
                  verbose: int = 0, hook: WorkerHook | None = None) -> None:
         self.options, self.plan, self.settings, self.hook = options, plan, settings, hook
         self.prepared: runner.Prepared | None = None
@@ -136,7 +137,7 @@ class Slot:
 class ActorPool:
     """Starts, replaces, retires and stops the ``Worker`` actors; knows nothing of jobs but their paths."""
 
-    def __init__(self, ray, shape: WorkerShape, options: EditOptions, plan: list[Keyframe] | None,
+    def __init__(self, ray, shape: WorkerShape, options: EditOptions, plan: Plans | list[Keyframe] | None,
                  settings: tuple[str, str] | None = None, *, verbose: int = 0, hook: WorkerHook | None = None,
                  replacements: int = 0) -> None:
         self.ray, self.shape = ray, shape

@@ -30,6 +30,7 @@ from .stages import CancelToken, ProgressFn
 if TYPE_CHECKING:
     from .models import Models
     from .report import Reporter
+    from .emotion import Plans
     from .timeline import Keyframe
 
 LoadModels = Callable[[EditOptions], "Models"]  # how a run gets its networks (default: ``models.load_models``)
@@ -110,7 +111,7 @@ def message(exc: BaseException, job: Job) -> str:
 # ---------------------------------------------------------------- prepare, edit one
 
 def prepare(options: EditOptions, jobs: Sequence[Job], *, editor: Editor | None = None,
-            load_models: LoadModels | None = None, plan: list[Keyframe] | None = None, settings: str | None = None,
+            load_models: LoadModels | None = None, plan: Plans | list[Keyframe] | None = None, settings: str | None = None,
             progress: ProgressFn | None = None, cancel: CancelToken | None = None, check: bool = True) -> Prepared:
     """Check the inputs (``check``), build the editor and load the models if some file needs them.
 

@@ -1,11 +1,14 @@
 """The two streaming passes over a video (memory does not grow with its length) and their threads.
 
-1. ``track``: decode as planes, detect faces on keyframes (scaled down, ``detect``), link them into tracks and smooth them: a crop box per
-   frame, and the appearance (reference) frame;
+1. ``track_all``: decode as planes, detect faces on keyframes (scaled down, ``detect``), link them into tracks
+   and smooth them: every face track with its id, a crop box per frame and its appearance (reference) frame
+   (``track``: one of them);
 2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
-   video's own planes: a decoder thread (``prefetch``) decodes and crops one chunk ahead, the face editor
-   renders the crops (``render_faces``), and a writer thread (``_Writer``) pastes them back
-   (``paste_back``) and encodes, so that the networks are kept busy.
+   video's own planes, once whatever the number of faces edited (``FaceEdit``: a track and its editor): a
+   decoder thread (``prefetch``) decodes a chunk ahead and crops every edited face of it (``crop_face``),
+   the face editors render the crops in shared batches (``render_faces``), and a writer thread (``_Writer``)
+   pastes every face of a frame back into its planes at once (``paste_back``, ``composite_faces``) and
+   encodes, so that the networks are kept busy.
 """
 from __future__ import annotations
 
@@ -15,13 +18,13 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from . import atomic, colour, faces, media
 from .errors import MediaError
-from .face_editor import FaceEditor, frame_weights
+from .face_editor import FaceEditor, edit_faces, frame_weights
 from .options import EditOptions
 from .stages import CancelToken, ProgressFn, Stage
 
@@ -82,16 +85,31 @@ def chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, list[
         yield start, batch
 
 
-@dataclass
-class Batch:
-    """A chunk of decoded frames and the faces to render in it."""
+@dataclass(frozen=True)
+class FaceEdit:
+    """One face to edit: its track and its face editor (its own appearance source and connector rollout)."""
 
-    start: int
-    frames: list  # media.Frame
+    track: faces.FaceTrack
+    editor: FaceEditor
+
+
+@dataclass
+class FaceCrops:
+    """One face's crops to render in a chunk."""
+
     have: np.ndarray  # indices of the frames whose face is rendered (a face, and a weight above 0)
     boxes: dict[int, faces.CropBox]
     weights: dict[int, float]  # how much of the render each of those frames shows
     crops: np.ndarray | None  # float32 RGB crops (0–255 scale) of those frames, None if none
+
+
+@dataclass
+class Batch:
+    """A chunk of decoded frames and, for each edited face (in the order of the edits), its crops to render."""
+
+    start: int
+    frames: list  # media.Frame
+    faces: list[FaceCrops]
 
 
 def face_batches(present: np.ndarray, batch: int, n_frames: int | None = None) -> list[np.ndarray]:
@@ -109,34 +127,51 @@ def face_batches(present: np.ndarray, batch: int, n_frames: int | None = None) -
     return [idx[s:s + batch][face[s:s + batch]] for s in range(0, n, batch)]
 
 
-def crop_batches(batches: Iterable[tuple[int, list]], plan: Iterable[np.ndarray], face_track: faces.FaceTrack,
-                 size: int, weigh: Callable[[np.ndarray], np.ndarray]) -> Iterator[Batch]:
-    """Each chunk of frames with the face crops to render: only the crops are converted to RGB.
+def crop_face(start: int, frames: list, have: np.ndarray, face_track: faces.FaceTrack, size: int,
+              weigh: Callable[[np.ndarray], np.ndarray]) -> FaceCrops:
+    """One face's crops in a chunk of frames (``have``: its frames there, from ``face_batches``), less the frames
+    its editor weighs 0: only the crops are converted to RGB."""
+    have = have[have < start + len(frames)]  # a damaged file can decode fewer frames than the plan counts
+    weights = weigh(have) if len(have) else np.zeros(0, np.float32)
+    have, weights = have[weights > 0], weights[weights > 0]
+    boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
+    crops = None
+    if len(have):
+        first = frames[int(have[0]) - start]
+        conv = first.layout.conversion(first.shape[1], first.shape[0])
+        crops = np.stack([faces.crop_planes(frames[int(i) - start].planes, boxes[int(i)], size, conv,
+                                            first.layout.sub) for i in have])
+    return FaceCrops(have, boxes, {int(i): float(w) for i, w in zip(have, weights)}, crops)
 
-    ``plan``: the face frames of each chunk (``face_batches``), in step with ``batches``."""
+
+def crop_batches(batches: Iterable[tuple[int, list]], plans: Sequence[Iterable[np.ndarray]],
+                 face_tracks: Sequence[faces.FaceTrack], size: int,
+                 weighs: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Iterator[Batch]:
+    """Each chunk of frames with the crops of every edited face (``crop_face``).
+
+    ``plans[k]``: the frames of face ``k`` in each chunk (``face_batches``), in step with ``batches``."""
     empty = np.zeros(0, int)
-    plan = iter(plan)
+    plans = [iter(plan) for plan in plans]
     for start, frames in batches:
-        have = next(plan, empty)
-        have = have[have < start + len(frames)]  # a damaged file can decode fewer frames than the plan counts
-        weights = weigh(have) if len(have) else np.zeros(0, np.float32)
-        have, weights = have[weights > 0], weights[weights > 0]
-        boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
-        crops = None
-        if len(have):
-            first = frames[int(have[0]) - start]
-            conv = first.layout.conversion(first.shape[1], first.shape[0])
-            crops = np.stack([faces.crop_planes(frames[int(i) - start].planes, boxes[int(i)], size, conv,
-                                                first.layout.sub) for i in have])
-        yield Batch(start, frames, have, boxes, {int(i): float(w) for i, w in zip(have, weights)}, crops)
+        yield Batch(start, frames, [crop_face(start, frames, next(plan, empty), track, size, weigh)
+                                    for plan, track, weigh in zip(plans, face_tracks, weighs)])
+
+
+def composite_faces(frame: "media.Frame", layers: Sequence[tuple[faces.CropBox, np.ndarray, np.ndarray]]) -> "media.Frame":
+    """The frame with every (box, float RGB face, mask) layer blended into one copy of its planes; everything
+    else unchanged. Smaller faces first, so where masks overlap the larger face is on top; each face is blended
+    once, over what is there (the frame, or a smaller face pasted before)."""
+    planes = tuple(p.copy() for p in frame.planes)
+    h, w = frame.shape
+    conv = frame.layout.conversion(w, h)
+    for box, face, mask in sorted(layers, key=lambda layer: layer[0].side):
+        faces.paste_planes(planes, face, box, mask, conv, frame.layout.sub)
+    return media.Frame(planes, frame.pts, frame.layout)
 
 
 def composite(frame: "media.Frame", face: np.ndarray, box: faces.CropBox, mask: np.ndarray) -> "media.Frame":
-    """The frame with the (float RGB) face blended into copies of its planes; everything else unchanged."""
-    planes = tuple(p.copy() for p in frame.planes)
-    h, w = frame.shape
-    faces.paste_planes(planes, face, box, mask, frame.layout.conversion(w, h), frame.layout.sub)
-    return media.Frame(planes, frame.pts, frame.layout)
+    """The frame with one (float RGB) face blended into copies of its planes; everything else unchanged."""
+    return composite_faces(frame, [(box, face, mask)])
 
 
 def side_by_side(left: "media.Frame", right: "media.Frame") -> "media.Frame":
@@ -189,12 +224,20 @@ class _Writer:
 
 def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
           config: faces.TrackConfig = faces.TrackConfig(), cancel: CancelToken | None = None) -> faces.FaceTrack:
-    """Pass 1: detect faces on keyframes and build the smoothed per-frame crop boxes.
+    """Pass 1 for one face: the track ``options.face`` names when it is one id, else face 1 (``track_all``)."""
+    tracks = track_all(info, options, detector, progress, config, cancel)
+    return faces.pick(tracks, [options.face if isinstance(options.face, int) else 1])[0]
+
+
+def track_all(info: media.VideoInfo, options: EditOptions, detector=None, progress: ProgressFn | None = None,
+              config: faces.TrackConfig = faces.TrackConfig(), cancel: CancelToken | None = None) -> list[faces.FaceTrack]:
+    """Pass 1: detect faces on keyframes and build every face track (smoothed per-frame crop boxes), by id
+    (``faces.face_tracks``); ``--box``: one track, id 1. An empty list: no face anywhere.
 
     The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames).
     """
     if options.box:
-        return faces.fixed_track(options.box, media.count_frames(info))
+        return [faces.fixed_track(options.box, media.count_frames(info))]
     detector = detector or faces.make_detector(options.detector)
     every = max(1, config.keyframe_every)
     keys: list[tuple[int, list[faces.Detection]]] = []
@@ -217,7 +260,7 @@ def track(info: media.VideoInfo, options: EditOptions, detector=None, progress: 
         progress(Stage.TRACK_FACES, count, count)
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
-    return faces.track_faces(keys, count, float(info.fps), getattr(detector, "name", "cascade"), options.face, config)
+    return faces.face_tracks(keys, count, float(info.fps), getattr(detector, "name", "cascade"), config)
 
 
 def detect(detector: Callable[[np.ndarray], list[faces.Detection]], frame: "media.Frame",
@@ -231,22 +274,23 @@ def detect(detector: Callable[[np.ndarray], list[faces.Detection]], frame: "medi
             for d in detector(media.scaled_rgb(frame, small))]
 
 
-def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, editor: FaceEditor,
-             options: EditOptions, batch: int, progress: ProgressFn | None = None,
-             metadata: dict[str, str] | None = None, cancel: CancelToken | None = None,
-             warnings: list[str] | None = None) -> tuple[int, int]:
-    """Pass 2: stream every frame through the face editor and write the output atomically.
+def run_edit(info: media.VideoInfo, output: Path, edits: Sequence[FaceEdit], options: EditOptions, batch: int,
+             progress: ProgressFn | None = None, metadata: dict[str, str] | None = None,
+             cancel: CancelToken | None = None, warnings: list[str] | None = None) -> tuple[int, int]:
+    """Pass 2: stream every frame through the face editors and write the output atomically, decoding and
+    encoding the video once whatever the number of faces.
 
-    Frames travel as the video's own planes with their timestamps. Only the face crop of a frame with
-    a face and a non-zero emotion strength is converted to RGB, rendered and blended back (cross-faded
-    by the strength); every other pixel and frame goes to the encoder as decoded. ``metadata``: container
-    tags of the output (the settings record, see ``fingerprint``). ``cancel``: checked before each chunk;
-    once cancelled the edit stops and removes its temporary file. Returns (frames written, frames with
-    a face); what of the input the output cannot keep is added to ``warnings``.
+    Frames travel as the video's own planes with their timestamps. Only the crop of a chosen face in a
+    frame where it is present with a non-zero emotion strength is converted to RGB, rendered and blended
+    back (cross-faded by the strength); every other pixel and frame goes to the encoder as decoded.
+    ``metadata``: container tags of the output (the settings record, see ``fingerprint``). ``cancel``:
+    checked before each chunk; once cancelled the edit stops and removes its temporary file. Returns
+    (frames written, frames with a chosen face); what of the input the output cannot keep is added to
+    ``warnings``.
     """
-    size = getattr(editor, "crop_size", faces.CROP)
+    size = getattr(edits[0].editor, "crop_size", faces.CROP)
     cancel = cancel or CancelToken()
-    begin_clip(info, face_track, editor, size, warnings)
+    begin_clip(info, edits, size, warnings)
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
@@ -257,7 +301,7 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
         sink = _Writer(writer, options.compare)
         finished = False
         try:
-            written = edit_chunks(info, face_track, editor, sink, batch, size, options.colour_match, cancel, progress)
+            written = edit_chunks(info, edits, sink, batch, size, options.colour_match, cancel, progress)
             sink.finish()
             writer.close()
             finished = True
@@ -269,42 +313,56 @@ def run_edit(info: media.VideoInfo, output: Path, face_track: faces.FaceTrack, e
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
         # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
         media.verify_output(staged.path, info.frame_count, len(info.audio) if info.has_audio else 0)
-    return written, int(face_track.present.sum())
+    present = np.zeros(info.frame_count, bool)
+    for edit in edits:
+        present[:len(edit.track.boxes)] |= edit.track.present[:info.frame_count]
+    return written, int(present.sum())
 
 
-def begin_clip(info: media.VideoInfo, face_track: faces.FaceTrack, editor: FaceEditor, size: int,
-               warnings: list[str] | None = None) -> None:
-    """Start the editor on a clip: the face crop of its reference frame, its frame count, rate and frame times."""
+def begin_clip(info: media.VideoInfo, edits: Sequence[FaceEdit], size: int, warnings: list[str] | None = None) -> None:
+    """Start each face's editor on a clip: the face crop of its reference frame (all decoded in one pass),
+    the clip's frame count, rate and frame times."""
+    wanted = {edit.track.reference for edit in edits}
     frames = media.read_planes(info)
+    refs: dict[int, media.Frame] = {}
     try:
-        ref_frame = next(itertools.islice(frames, face_track.reference, None), None)
+        for i, frame in enumerate(itertools.islice(frames, max(wanted) + 1)):
+            if i in wanted:
+                refs[i] = frame
     finally:
         frames.close()  # the decoder is released now, not when the generator is collected
-    if ref_frame is None:
-        raise MediaError(f"{info.path}: cannot decode frame {face_track.reference}; the file may be damaged")
-    if ref_frame.layout.converted_from and warnings is not None:
-        warnings.append(f"pixel format {ref_frame.layout.converted_from} cannot be edited as it is: "
-                        f"converted to {ref_frame.layout.pix_fmt} (the whole frame)")
-    ref_conv = ref_frame.layout.conversion(ref_frame.shape[1], ref_frame.shape[0])
-    ref_box = faces.CropBox.from_row(face_track.boxes[face_track.reference])
+    missing = sorted(wanted - set(refs))
+    if missing:
+        raise MediaError(f"{info.path}: cannot decode frame {missing[0]}; the file may be damaged")
+    first = refs[min(refs)]
+    if first.layout.converted_from and warnings is not None:
+        warnings.append(f"pixel format {first.layout.converted_from} cannot be edited as it is: "
+                        f"converted to {first.layout.pix_fmt} (the whole frame)")
     times = media.frame_times(info)
-    editor.begin(colour.to_uint8(faces.crop_planes(ref_frame.planes, ref_box, size, ref_conv, ref_frame.layout.sub)),
-                 info.frame_count, float(info.fps), times if times is not None and len(times) == info.frame_count else None)
+    times = times if times is not None and len(times) == info.frame_count else None
+    for edit in edits:
+        ref = refs[edit.track.reference]
+        conv = ref.layout.conversion(ref.shape[1], ref.shape[0])
+        box = faces.CropBox.from_row(edit.track.boxes[edit.track.reference])
+        crop = colour.to_uint8(faces.crop_planes(ref.planes, box, size, conv, ref.layout.sub))
+        edit.editor.begin(crop, info.frame_count, float(info.fps), times)
 
 
-def edit_chunks(info: media.VideoInfo, face_track: faces.FaceTrack, editor: FaceEditor, sink: _Writer, batch: int,
-                size: int, colour_match: bool, cancel: CancelToken, progress: ProgressFn | None = None) -> int:
+def edit_chunks(info: media.VideoInfo, edits: Sequence[FaceEdit], sink: _Writer, batch: int, size: int,
+                colour_match: bool, cancel: CancelToken, progress: ProgressFn | None = None) -> int:
     """Decode, crop and render the clip chunk by chunk, and hand each chunk to the writer; returns the frames handed."""
     mask = faces.face_mask(size)
     written = 0
     # decoding and cropping run in a background thread, one batch ahead (bounded memory)
     # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
     planes = itertools.islice(media.read_planes(info), info.frame_count)
-    plan = face_batches(face_track.present, batch, info.frame_count)
-    cropped = crop_batches(chunks(planes, batch), plan, face_track, size, lambda frames: frame_weights(editor, frames))
+    plans = [face_batches(edit.track.present, batch, info.frame_count) for edit in edits]
+    weighs = [functools.partial(frame_weights, edit.editor) for edit in edits]
+    cropped = crop_batches(chunks(planes, batch), plans, [edit.track for edit in edits], size, weighs)
+    editors = [edit.editor for edit in edits]
     for part in prefetch(cropped, depth=1):
         cancel.check()
-        rendered = render_faces(editor, part, mask, colour_match)
+        rendered = render_faces(editors, part, mask, colour_match)
         sink.put(functools.partial(paste_back, part, rendered, mask))  # runs in the writer thread
         written += len(part.frames)
         if progress:
@@ -312,25 +370,34 @@ def edit_chunks(info: media.VideoInfo, face_track: faces.FaceTrack, editor: Face
     return written
 
 
-def render_faces(editor: FaceEditor, part: Batch, mask: np.ndarray, colour_match: bool) -> dict[int, np.ndarray]:
-    """The edited face of each frame of a chunk that has one to render: float RGB (0–255 scale), by frame index."""
-    rendered: dict[int, np.ndarray] = {}
-    if not len(part.have):
+def render_faces(editors: Sequence[FaceEditor], part: Batch, mask: np.ndarray,
+                 colour_match: bool) -> list[dict[int, np.ndarray]]:
+    """For each edited face (in the order of ``editors``), its edited crop in each frame of a chunk that has
+    one to render: float RGB (0–255 scale), by frame index. The faces' crops go through the networks together
+    (``face_editor.edit_faces``)."""
+    rendered: list[dict[int, np.ndarray]] = [{} for _ in part.faces]
+    busy = [k for k, crops in enumerate(part.faces) if len(crops.have)]
+    if not busy:
         return rendered
-    seen = colour.to_uint8(part.crops)
-    edited = editor(seen, part.have)
-    for k, i in enumerate(part.have):
-        face = edited[k]
-        if colour_match:
-            face = faces.match_colour(face, seen[k], mask)
-        # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
-        rendered[int(i)] = face.astype(np.float32) + (part.crops[k] - seen[k])
+    seen = {k: colour.to_uint8(part.faces[k].crops) for k in busy}
+    edited = edit_faces([editors[k] for k in busy], [(seen[k], part.faces[k].have) for k in busy])
+    for k, out in zip(busy, edited):
+        crops = part.faces[k]
+        for n, i in enumerate(crops.have):
+            face = out[n]
+            if colour_match:
+                face = faces.match_colour(face, seen[k][n], mask)
+            # what the 8-bit crop could not hold (10-bit precision, values past 0-255) comes back
+            rendered[k][int(i)] = face.astype(np.float32) + (crops.crops[n] - seen[k][n])
     return rendered
 
 
-def paste_back(part: Batch, rendered: dict[int, np.ndarray], mask: np.ndarray) -> Iterator[tuple[media.Frame, media.Frame]]:
-    """Each frame of a chunk with its output: the rendered face blended in (by the frame's weight), or as decoded."""
+def paste_back(part: Batch, rendered: Sequence[dict[int, np.ndarray]],
+               mask: np.ndarray) -> Iterator[tuple[media.Frame, media.Frame]]:
+    """Each frame of a chunk with its output: every rendered face blended into its planes at once (each by the
+    frame's weight for that face; ``composite_faces``), or the frame as decoded when none is."""
     for j, frame in enumerate(part.frames):
         i = part.start + j
-        out = composite(frame, rendered[i], part.boxes[i], mask * part.weights[i]) if i in rendered else frame
-        yield frame, out
+        layers = [(crops.boxes[i], faces_i[i], mask * crops.weights[i])
+                  for crops, faces_i in zip(part.faces, rendered) if i in faces_i]
+        yield frame, composite_faces(frame, layers) if layers else frame

@@ -14,13 +14,13 @@ import click
 
 from .. import __version__
 from .common import EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, CmetGroup, Terminated
-from .editing import edit, preview
+from .editing import edit, faces, preview
 from .params import BoxType, CueType, DeviceType, DurationType, flag
 from .setup import doctor, download_weights, emotions
 
 __all__ = [
     "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "BoxType", "CmetCommand", "CmetGroup", "CueType", "DeviceType",
-    "DurationType", "Terminated", "doctor", "download_weights", "edit", "emotions", "flag", "main", "preview",
+    "DurationType", "Terminated", "doctor", "download_weights", "edit", "emotions", "faces", "flag", "main", "preview",
 ]
 
 
@@ -33,11 +33,12 @@ def main() -> None:
     \b
       cmet edit input.mp4 --emotion-speech sarcastic.wav -o out.mp4
       cmet edit clips/ -o edited/ --preset happy
+      cmet faces interview.mp4
       cmet download-weights
       cmet doctor
     """
 
 
-for command in (edit, preview, download_weights, doctor, emotions):
+for command in (edit, faces, preview, download_weights, doctor, emotions):
     main.add_command(command)
 main.add_command(click.Command("weights", callback=doctor.callback, params=doctor.params, help=doctor.help, hidden=True))

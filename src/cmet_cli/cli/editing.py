@@ -10,8 +10,8 @@ import click
 
 from .common import (EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, Terminated, _console, _fail,
                      _handle_termination, _setup_logging)
-from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_OPTIONS, INTENSITY_OPTION, WEIGHTS_DIR_OPTION,
-                     CueType, DurationType, _message, option_group)
+from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_CHOICE_OPTIONS, FACE_OPTIONS, INTENSITY_OPTION,
+                     WEIGHTS_DIR_OPTION, CueType, DurationType, _message, option_group)
 
 if TYPE_CHECKING:
     from ..batch import Ignored, Plan
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EDIT_SECTIONS = {
     "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
-    "Faces": ("detector", "box", "face", "colour_match"),
+    "Faces": ("detector", "box", "face", "face_emotions", "colour_match"),
     "Output": ("output", "output_format", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
     "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
     "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
@@ -47,7 +47,7 @@ EDIT_OPTIONS = option_group(
     click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (CUDA; slow first batch)."),
     WEIGHTS_DIR_OPTION,
     FACE_OPTIONS,
-    click.option("--face", type=click.IntRange(min=1), help="Which face to edit when several are found (1 = largest)."),
+    FACE_CHOICE_OPTIONS,
     click.option("--format", "output_format", type=click.Choice(["mp4", "mov", "mkv"]),
                  help="Container of the outputs in a folder (default: each input's own: .mp4, .m4v, .mov, .mkv kept, "
                       "others written as .mp4)."),
@@ -82,7 +82,7 @@ EDIT_OPTIONS = option_group(
                short_help="Change the facial emotion of videos or folders of videos.")
 @EDIT_OPTIONS
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
-         batch_size, compile_, weights_dir, detector, box, face, output_format, crf, codec, colour_match, compare, recursive, overwrite,
+         batch_size, compile_, weights_dir, detector, box, face, face_emotions, output_format, crf, codec, colour_match, compare, recursive, overwrite,
          allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet,
          verbose) -> NoReturn:
     """Edit the facial emotion of INPUTS (videos or folders of videos).
@@ -92,6 +92,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
       cmet edit talk.mp4 -o out.mp4 --emotion-speech a.wav --emotion-speech b.wav --intensity 0.7
       cmet edit talk.mp4 -o out.mp4 --at 0 happy --at 0:04 sad --blend 1s
       cmet edit talk.mp4 -o side-by-side.mp4 --preset happy --intensity 1.5 --compare -v
+      cmet edit interview.mp4 -o out.mp4 --face all --face-emotion 1=happy --face-emotion 2=sad
       cmet edit clips/ -o edited/ --preset sarcastic --recursive --report report.json
     """
     from .. import batch, distributed, presets, runner
@@ -107,7 +108,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
             blend=blend, intensity=intensity, device=device, precision=precision,
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
-            crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            face_emotions=tuple(face_emotions), crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
             allow_damaged=allow_damaged,
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
@@ -183,10 +184,11 @@ def _write_report(path: Path, results: list[EditResult], ignored: list[Ignored],
 @WEIGHTS_DIR_OPTION
 @DEVICE_OPTION
 @FACE_OPTIONS
+@FACE_CHOICE_OPTIONS
 @click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings.")
 def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_frames, bank_dir, weights_dir, device,
-            detector, box, overwrite, quiet) -> None:
+            detector, box, face, face_emotions, overwrite, quiet) -> None:
     """Contact sheet of N evenly spaced frames, original above and edited below.
 
     Only those frames go through the networks, so it takes seconds where a full edit takes
@@ -195,6 +197,7 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     \b
       cmet preview talk.mp4 --preset sarcastic -o sheet.png
       cmet preview talk.mp4 --emotion-speech angry.wav --frames 8 -o sheet.png
+      cmet preview interview.mp4 --face all --face-emotion 1=happy --face-emotion 2=sad -o sheet.png
     """
     from ..errors import CmetError, UsageError
     from ..options import EditOptions
@@ -204,14 +207,69 @@ def preview(input, output, preset, emotion_speech, neutral_speech, intensity, n_
     _setup_logging(0, quiet)
     _handle_termination()
     try:
-        if not preset and not emotion_speech:
-            raise UsageError("give the emotion to preview: --preset NAME or --emotion-speech FILE")
+        if not preset and not emotion_speech and not face_emotions:
+            raise UsageError("give the emotion to preview: --preset NAME, --emotion-speech FILE or --face-emotion ID=EMOTION")
         options = EditOptions(preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech),
                               intensity=intensity, bank_dir=bank_dir, weights_dir=weights_dir, device=device,
-                              detector=detector, box=box, overwrite=overwrite).validate()
+                              detector=detector, box=box, face=face, face_emotions=tuple(face_emotions),
+                              overwrite=overwrite).validate()
         path = contact_sheet(input, output, options, n_frames, editor=Editor(options, load_models=injected_loader()))
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except CmetError as exc:
         _fail(_message(exc))
     click.echo(str(path))
+
+
+@click.command(cls=CmetCommand, epilog="Exit codes: 0 listed, 1 failed (unreadable video, ...), 2 usage error.",
+               short_help="List the face tracks of a video, with the ids --face takes.")
+@click.argument("input", type=click.Path(path_type=Path))
+@FACE_OPTIONS
+@WEIGHTS_DIR_OPTION
+@click.option("--sheet", type=click.Path(path_type=Path), help="Also write a contact sheet (.jpg or .png): one "
+              "thumbnail per track, labelled with its id.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sheet.")
+@click.option("--json", "as_json", is_flag=True, help="Print the tracks as one JSON object.")
+def faces(input, detector, box, weights_dir, sheet, overwrite, as_json) -> None:
+    """List the face tracks of INPUT: id, frames and times where present, mean size and position.
+
+    Ids are those `cmet edit --face` and `--face-emotion` take for the same video and detector settings:
+    ordered by the share of frames in which the face is present, then by its mean size.
+
+    \b
+      cmet faces interview.mp4
+      cmet faces interview.mp4 --sheet who.jpg
+      cmet faces interview.mp4 --json
+    """
+    import json
+
+    from .. import face_list
+    from ..errors import CmetError, UsageError
+    from ..models import detector_files
+    from ..options import EditOptions
+
+    _setup_logging(0, False)
+    _handle_termination()
+    try:
+        if not Path(input).is_file():
+            raise UsageError(f"{input}: no such file")
+        if sheet is not None and sheet.exists() and not overwrite:
+            raise UsageError(f"{sheet} exists: pass --overwrite to replace it")
+        options = EditOptions(preset="neutral", detector=detector, box=box, weights_dir=weights_dir)
+        from .. import faces as face_detection
+
+        found = None if box else face_detection.make_detector(detector, detector_files(weights_dir))
+        listed, tracks, info = face_list.list_faces(input, options, found)
+        if sheet is not None and tracks:
+            face_list.contact_sheet(info, tracks, sheet, overwrite=overwrite)
+    except UsageError as exc:
+        _fail(_message(exc), EXIT_USAGE)
+    except CmetError as exc:
+        _fail(_message(exc))
+    if as_json:
+        click.echo(json.dumps(listed.as_dict()))
+    else:
+        for line in face_list.table(listed):
+            click.echo(line)
+        if sheet is not None and tracks:
+            click.echo(f"sheet: {sheet}")

@@ -9,7 +9,7 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FLAGS = {"bank_dir": "--bank", "n_frames": "--frames"}  # the library's field -> the CLI's flag, where not --field-name
+FLAGS = {"bank_dir": "--bank", "n_frames": "--frames", "face_emotions": "--face-emotion"}  # the library's field -> the CLI's flag, where not --field-name
 
 
 def flag(field: str) -> str:
@@ -90,6 +90,41 @@ class CueType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class FaceChoiceType(click.ParamType):
+    """``--face``: a face id, ids separated by commas (``1,3``) or ``all``."""
+
+    name = "ID[,ID...]|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..errors import OptionError
+        from ..options import parse_face_choice
+
+        try:
+            choice = parse_face_choice(value)
+        except OptionError:
+            self.fail(f"{value!r}: give a face id (see `cmet faces`), ids separated by commas (1,3) or all", param, ctx)
+        ids = choice if isinstance(choice, tuple) else (choice,) if isinstance(choice, int) else ()
+        if any(i < 1 for i in ids):
+            self.fail(f"{value!r}: face ids count from 1 (see `cmet faces`)", param, ctx)
+        return choice
+
+
+class FaceEmotionType(click.ParamType):
+    """``--face-emotion ID=EMOTION``: parsed once into a ``FaceEmotion`` (a preset or a speech file)."""
+
+    name = "ID=EMOTION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..errors import OptionError
+        from ..options import parse_face_emotion
+
+        try:
+            return parse_face_emotion(value)
+        except OptionError:
+            self.fail(f"{value!r}: use ID=EMOTION, a face id (see `cmet faces`) and a preset or speech file, "
+                      "e.g. 2=sad", param, ctx)
+
+
 def option_group(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Several click options as one decorator, listed in the order given."""
     def apply(command: F) -> F:
@@ -120,4 +155,12 @@ FACE_OPTIONS = option_group(
                  help="Face detector: face-alignment (fan), OpenCV's YuNet or OpenCV's cascade (no download, "
                       "not in OpenCV 5); auto: the first of these that can run (`cmet doctor` says which)."),
     click.option("--box", type=BoxType(), help="Face box X,Y,W,H: skip detection."),
+)
+FACE_CHOICE_OPTIONS = option_group(
+    click.option("--face", type=FaceChoiceType(),
+                 help="Which face tracks to edit: an id (see `cmet faces`), ids (1,3) or all (default: face 1, "
+                      "and the faces --face-emotion names)."),
+    click.option("--face-emotion", "face_emotions", type=FaceEmotionType(), multiple=True,
+                 help="The emotion of one face, ID=EMOTION (a preset or a speech file), e.g. 2=sad or 1=angry.wav; "
+                      "repeatable. Chosen faces without one take the global emotion."),
 )

@@ -1,5 +1,19 @@
-"""Face tracks over a clip: keyframe detections linked by IoU into tracks, interpolated over short gaps and
-smoothed in time into one square crop box per frame (``track_faces``; ``fixed_track`` for ``--box``).
+"""Face tracks over a clip: keyframe detections linked into tracks (IoU against each track's predicted box,
+re-entry by place and size), interpolated over short gaps and smoothed in time into one square crop box per
+frame, each track with its id (``face_tracks``; ``track_faces`` picks one; ``fixed_track`` for ``--box``).
+
+Linking. On each keyframe every open track predicts its box (its last box moved by its last velocity:
+constant motion), and detections go to the tracks whose predicted box they overlap most (IoU at least
+``min_iou``, best pairs first), so two faces that cross keep their own tracks. A track not seen for more
+than ``max_gap`` frames is lost (its frames pass through unedited); a detection no open track takes goes to
+the lost track last seen at about the same place and size (centre within ``reentry_distance`` of its side,
+side within ``reentry_size``×) for up to ``reentry_seconds``, so a face that leaves and comes back keeps its
+id; otherwise it starts a new track. A track seen on a single keyframe is dropped as a false detection when
+another track was seen on several.
+
+Ids. ``face_tracks`` numbers the tracks from 1: by the share of frames in which the face is present (most
+first), then by its mean size (largest first). The same video with the same detector settings gives the
+same ids in ``cmet faces``, ``cmet edit`` and ``cmet preview``.
 
 Crop convention. C-MET/EDTalk were trained on MEAD clips cropped FOMM-style: a square box around the
 detected face with about 10 % margin on each side, scaled to 256². We reproduce that framing from the
@@ -30,6 +44,9 @@ class TrackConfig:
     min_iou: float = 0.25  # association threshold (the MEAD preprocessing uses 0.25)
     max_gap: int = 25  # interpolate over detection gaps up to this many frames; longer = face lost
     smooth_seconds: float = 0.3  # width of the temporal smoothing window of box centre and size
+    reentry_seconds: float = 5.0  # a lost face that comes back within this time ...
+    reentry_distance: float = 0.5  # ... with its centre within this fraction of its side of where it was lost ...
+    reentry_size: float = 1.4  # ... and its side within this factor of its size then, keeps its id
 
 
 @dataclass(frozen=True)
@@ -39,24 +56,91 @@ class FaceTrack:
     boxes: np.ndarray  # (N, 3) float64
     reference: int  # frame index of the appearance source (largest, most frontal detection)
     detector: str
+    id: int = 1  # 1-based, see ``face_tracks``
 
     @property
     def present(self) -> np.ndarray:
         return ~np.isnan(self.boxes[:, 0])
 
+    @property
+    def share(self) -> float:
+        """The fraction of the clip's frames in which the face is present."""
+        return float(self.present.mean()) if len(self.boxes) else 0.0
 
-def _link(tracks: list[list[tuple[int, Detection]]], frame: int, dets: Sequence[Detection], min_iou: float, max_gap: int) -> None:
-    """Greedy IoU association of one keyframe's detections to the open tracks."""
-    free = list(dets)
-    for track in sorted(tracks, key=lambda t: -t[-1][1].area):
-        last_frame, last = track[-1]
-        if frame - last_frame > max_gap or not free:
-            continue
-        best = max(free, key=lambda d: iou(last, d))
-        if iou(last, best) >= min_iou:
-            track.append((frame, best))
-            free.remove(best)
-    tracks.extend([[(frame, d)] for d in free])
+    @property
+    def mean_box(self) -> tuple[float, float, float]:
+        """Mean face centre (x, y) and face-box side over the frames where it is present (the crop's side
+        divided by the detector's crop scale)."""
+        rows = self.boxes[self.present]
+        if not len(rows):
+            return (float("nan"),) * 3
+        cx, cy, side = rows.mean(axis=0)
+        return float(cx), float(cy), float(side / CROP_SCALE.get(self.detector, 1.0))
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The runs of frames where the face is present, as (first, last) frame indices."""
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], self.present.astype(int), [0]))))
+        return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+Points = list[tuple[int, Detection]]
+
+
+def _centre(d: Detection) -> np.ndarray:
+    return np.array([d.x + d.w / 2, d.y + d.h / 2])
+
+
+def predict(points: Points, frame: int) -> Detection:
+    """A track's box at ``frame``: its last box moved on at the velocity of its last two detections."""
+    f1, last = points[-1]
+    if len(points) < 2:
+        return last
+    f0, before = points[-2]
+    velocity = (_centre(last) - _centre(before)) / max(1, f1 - f0)
+    dx, dy = velocity * (frame - f1)
+    return Detection(last.x + dx, last.y + dy, last.w, last.h, last.score)
+
+
+def _returns(points: Points, det: Detection, config: TrackConfig) -> float | None:
+    """How far (in sides) ``det`` is from where a lost track was last seen, if it is about the same face."""
+    last = points[-1][1]
+    side, new = max(last.w, last.h), max(det.w, det.h)
+    if not 1 / config.reentry_size <= new / side <= config.reentry_size:
+        return None
+    distance = float(np.linalg.norm(_centre(det) - _centre(last))) / side
+    return distance if distance <= config.reentry_distance else None
+
+
+def link(keyframes: Iterable[tuple[int, Sequence[Detection]]], fps: float,
+         config: TrackConfig = TrackConfig()) -> list[Points]:
+    """Keyframe detections linked into tracks (lists of (frame, detection)), in order of creation."""
+    tracks: list[Points] = []
+    reentry = max(config.max_gap, int(round(config.reentry_seconds * fps)))
+    for frame, dets in keyframes:
+        free = list(dets)
+        open_ = [t for t in tracks if frame - t[-1][0] <= config.max_gap]
+        pairs = sorted(((iou(predict(t, frame), d), k, j) for k, t in enumerate(open_) for j, d in enumerate(free)),
+                       key=lambda p: -p[0])
+        taken_t: set[int] = set()
+        taken_d: set[int] = set()
+        for score, k, j in pairs:
+            if score < config.min_iou:
+                break
+            if k in taken_t or j in taken_d:
+                continue
+            open_[k].append((frame, free[j]))
+            taken_t.add(k)
+            taken_d.add(j)
+        free = [d for j, d in enumerate(free) if j not in taken_d]
+        lost = [t for t in tracks if config.max_gap < frame - t[-1][0] <= reentry]
+        for det in sorted(free, key=lambda d: -d.area):
+            near = [(dist, k) for k, t in enumerate(lost) if (dist := _returns(t, det, config)) is not None]
+            if near:
+                k = min(near)[1]
+                lost.pop(k).append((frame, det))
+            else:
+                tracks.append([(frame, det)])
+    return tracks
 
 
 def _smooth(values: np.ndarray, width: int) -> np.ndarray:
@@ -75,24 +159,13 @@ def _smooth(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def track_faces(keyframes: Iterable[tuple[int, list[Detection]]], n_frames: int, fps: float, detector: str,
-                face: int | None = None, config: TrackConfig = TrackConfig()) -> FaceTrack:
-    """Turn keyframe detections into per-frame crop boxes for one face (the largest unless ``face``)."""
-    tracks: list[list[tuple[int, Detection]]] = []
-    for frame, dets in keyframes:
-        _link(tracks, frame, dets, config.min_iou, config.max_gap)
-    if not tracks:
-        raise NoFaceError("no face was found in any frame; if there is one, give its position with --box X,Y,W,H")
-    tracks.sort(key=lambda t: -sum(d.area for _, d in t))
-    index = 0 if face is None else face - 1
-    if not 0 <= index < len(tracks):
-        raise UsageError(f"--face {face}: only {len(tracks)} face track(s) found (numbered from 1, largest first)")
-    chosen = tracks[index]
-    frames = np.array([f for f, _ in chosen])
+def _boxes(points: Points, n_frames: int, fps: float, detector: str, config: TrackConfig) -> np.ndarray:
+    """One track's per-frame crop boxes: interpolated between detections up to ``max_gap`` apart, held one
+    keyframe interval at the ends of each run, smoothed in time."""
+    frames = np.array([f for f, _ in points])
     scale = CROP_SCALE[detector]
-    raw = np.array([[d.x + d.w / 2, d.y + d.h / 2, scale * max(d.w, d.h)] for _, d in chosen])
+    raw = np.array([[d.x + d.w / 2, d.y + d.h / 2, scale * max(d.w, d.h)] for _, d in points])
     boxes = np.full((n_frames, 3), np.nan)
-    # linear interpolation between detections closer than max_gap; one keyframe interval of hold at the ends
     for (f0, b0), (f1, b1) in zip(zip(frames, raw), zip(frames[1:], raw[1:])):
         if f1 - f0 <= config.max_gap:
             t = (np.arange(f0, f1 + 1) - f0)[:, None] / max(1, f1 - f0)
@@ -103,9 +176,48 @@ def track_faces(keyframes: Iterable[tuple[int, list[Detection]]], n_frames: int,
         fill = np.isnan(boxes[lo:hi, 0])
         boxes[lo:hi][fill] = b
     width = max(1, int(round(config.smooth_seconds * fps)))
-    boxes = np.stack([_smooth(boxes[:, k], width) for k in range(3)], axis=1)
-    reference = int(chosen[int(np.argmax([d.score for _, d in chosen]))][0])
-    return FaceTrack(boxes=boxes, reference=reference, detector=detector)
+    return np.stack([_smooth(boxes[:, k], width) for k in range(3)], axis=1)
+
+
+def face_tracks(keyframes: Iterable[tuple[int, Sequence[Detection]]], n_frames: int, fps: float, detector: str,
+                config: TrackConfig = TrackConfig()) -> list[FaceTrack]:
+    """Every face track of a clip, ``id`` 1, 2, ... in the order of the id rule (most present, then largest)."""
+    keyframes = list(keyframes)
+    linked = link(keyframes, fps, config)
+    if any(len(t) > 1 for t in linked):
+        linked = [t for t in linked if len(t) > 1]  # seen on one keyframe only, beside real tracks: a false detection
+    made = []
+    for points in linked:
+        boxes = _boxes(points, n_frames, fps, detector, config)
+        reference = int(points[int(np.argmax([d.score for _, d in points]))][0])
+        made.append(FaceTrack(boxes=boxes, reference=reference, detector=detector))
+    made.sort(key=lambda t: (-int(t.present.sum()), -t.mean_box[2] if t.present.any() else 0.0))
+    return [FaceTrack(t.boxes, t.reference, t.detector, id=k) for k, t in enumerate(made, start=1)]
+
+
+def describe_ids(tracks: Sequence[FaceTrack]) -> str:
+    """``1 face track found: 1`` / ``3 face tracks found: 1, 2 and 3``."""
+    ids = [str(t.id) for t in tracks]
+    listed = ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]}"
+    return f"{len(ids)} face track{'s' if len(ids) != 1 else ''} found: {listed}"
+
+
+def pick(tracks: Sequence[FaceTrack], ids: Sequence[int]) -> list[FaceTrack]:
+    """The tracks with these ids, in the order given; an id that is not there is a usage error naming those that are."""
+    if not tracks:
+        raise NoFaceError("no face was found in any frame; if there is one, give its position with --box X,Y,W,H")
+    by_id = {t.id: t for t in tracks}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise UsageError(f"--face {','.join(map(str, missing))}: no such face; only {describe_ids(tracks)} "
+                         "(`cmet faces VIDEO` lists them)")
+    return [by_id[i] for i in ids]
+
+
+def track_faces(keyframes: Iterable[tuple[int, Sequence[Detection]]], n_frames: int, fps: float, detector: str,
+                face: int | None = None, config: TrackConfig = TrackConfig()) -> FaceTrack:
+    """One face's per-frame crop boxes: track ``face`` (default 1, see ``face_tracks``)."""
+    return pick(face_tracks(keyframes, n_frames, fps, detector, config), [face or 1])[0]
 
 
 def fixed_track(box: tuple[int, int, int, int], n_frames: int) -> FaceTrack:
