@@ -1,5 +1,6 @@
 """``cmet app``: the page's edit through Gradio's own client (a real HTTP client against the app on 127.0.0.1, stand-in
-weights), the workbench's checks without a page, and the command itself. The browser test is ``test_app_browser.py``.
+weights), the page in a real headless Chromium (Selenium driving the system's ``chromium``; a screenshot of the
+finished page goes to ``test-artifacts/app.png``), the workbench's checks without a page, and the command itself.
 
 Needs the extra (``pip install 'cmet-cli[app]'``, which ``make test`` installs); skipped without gradio."""
 from __future__ import annotations
@@ -179,6 +180,56 @@ def test_preview_shows_the_contact_sheet(client, clip):
     sheet, status = client.predict(*edit_args(clip, preset="happy").values(), api_name="/preview")
     image = cv2.imread(sheet)
     assert image is not None and image.shape[0] == 2 * 256, status  # original above edited, 256-px rows
+
+
+# ---------------------------------------------------------------- the page in a real browser
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium through Selenium, with the system's browser and driver (nothing is downloaded)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install 'cmet-cli[app-test]'")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("no chromium and chromium-driver: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_in_a_browser_edits_an_uploaded_clip(browser, served, clip):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page, workbench = served
+    wait = WebDriverWait(browser, 120)
+    browser.get(page.local_url)
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#video input[type=file]"))).send_keys(str(clip))
+    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#video video")))  # the upload is shown
+    choose = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#preset input")))
+    choose.click()
+    choose.send_keys("disgusted")
+    wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#preset [role=option]"))).click()
+    assert choose.get_attribute("value") == "disgusted"
+    browser.find_element(By.CSS_SELECTOR, "#edit-button").click()
+    result = wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#result video")))
+    status = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value") or None)
+    assert status.startswith("done: 3 frames") and "disgusted" in status, status
+    assert result.get_attribute("src")
+    written = [p for p in workbench.output_dir.iterdir() if "-disgusted-" in p.name]
+    assert len(written) == 1 and media.probe(written[0]).frame_count == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "app.png"))
 
 
 # ---------------------------------------------------------------- the command

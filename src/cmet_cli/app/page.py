@@ -102,7 +102,7 @@ def build(workbench: Workbench) -> gr.Blocks:
                 with gr.Row():
                     original = gr.Video(label="Original", interactive=False, elem_id="original")
                     result = gr.Video(label="Edited", interactive=False, elem_id="result")
-                download = gr.File(label="Download the edit", interactive=False, elem_id="download")
+                download = gr.DownloadButton("Download the edit", elem_id="download")
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 row = gr.JSON(label="Result (as `cmet edit --json`)", elem_id="json")
 
