@@ -6,13 +6,14 @@ Exit codes: 0 every input done or skipped; 1 some input failed; 2 usage error; 1
 
 By concern: ``common`` (exit codes, console and logging, ``_fail``, signals, the help layout), ``params``
 (option types and the options ``edit`` and ``preview`` share), ``editing`` (``edit``, ``preview``) and ``setup``
-(``download-weights``, ``doctor``, ``emotions``). This module makes the group and adds the commands to it.
+(``download-weights``, ``doctor``, ``emotions``) and ``app`` (``cmet app``, the local web page). This module makes the group and adds the commands to it.
 """
 from __future__ import annotations
 
 import click
 
 from .. import __version__
+from .app import app
 from .common import EPILOG, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, CmetGroup, Terminated
 from .editing import edit, faces, preview
 from .params import BoxType, CueType, DeviceType, DurationType, flag
@@ -20,7 +21,8 @@ from .setup import doctor, download_weights, emotions
 
 __all__ = [
     "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "BoxType", "CmetCommand", "CmetGroup", "CueType", "DeviceType",
-    "DurationType", "Terminated", "doctor", "download_weights", "edit", "emotions", "faces", "flag", "main", "preview",
+    "DurationType", "Terminated", "app", "doctor", "download_weights", "edit", "emotions", "faces", "flag", "main",
+    "preview",
 ]
 
 
@@ -39,6 +41,6 @@ def main() -> None:
     """
 
 
-for command in (edit, faces, preview, download_weights, doctor, emotions):
+for command in (edit, faces, preview, download_weights, doctor, emotions, app):
     main.add_command(command)
 main.add_command(click.Command("weights", callback=doctor.callback, params=doctor.params, help=doctor.help, hidden=True))
