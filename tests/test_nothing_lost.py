@@ -126,6 +126,23 @@ def test_truncated_input_fails_unless_allowed(tmp_path, ten_frames, small_weight
     assert media.count_frames(media.probe(out)) == decodable
 
 
+def test_salvage_of_a_cut_whose_audio_lies_past_the_cut(tmp_path, ten_frames, small_weights, model_loads):
+    """--allow-damaged keeps what exists: the frames that decode, and no audio when all of it lay past the cut
+    (it failed with `holds 0 of 1 audio streams`); the result says so."""
+    late = tmp_path / "late-audio.mp4"  # the audio starts after the last frame, so its packets follow every video one
+    ffmpeg("-i", str(ten_frames), "-itsoffset", "1.5", "-i", str(ten_frames), "-map", "0:v", "-map", "1:a",
+           "-c", "copy", str(late))
+    src = truncated(late, tmp_path / "cut.mp4", keep=0.7)
+    info = media.probe(src)
+    assert info.damaged and info.has_audio and not media.has_packets(src, info.audio[0].index)
+    out = tmp_path / "out" / "cut.mp4"
+    run = cmet("edit", src, "-o", out, "--preset", "happy", "--allow-damaged", *BOX, *model_args(small_weights))
+    assert run.code == 0, run.stderr
+    assert any("has no packets in what remains of the file" in w for w in run.warnings()), run.stderr
+    assert media.count_frames(media.probe(out)) == media.count_frames(info) and not media.probe(out).has_audio
+    assert media.has_packets(ten_frames, 1)  # a whole file's audio has packets: it is kept as before
+
+
 def test_stream_copied_cut_is_not_damaged(tmp_path, ten_frames, small_weights, model_loads):
     """Packets before the cut's first shown frame are present: a valid file, edited without any option."""
     cut = tmp_path / "cut.mp4"

@@ -312,7 +312,7 @@ def run_edit(info: media.VideoInfo, output: Path, edits: Sequence[FaceEdit], opt
         if writer.frames != info.frame_count:
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
         # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
-        media.verify_output(staged.path, info.frame_count, len(info.audio) if info.has_audio else 0)
+        media.verify_output(staged.path, info.frame_count, writer.audio_streams)
     present = np.zeros(info.frame_count, bool)
     for edit in edits:
         present[:len(edit.track.boxes)] |= edit.track.present[:info.frame_count]

@@ -138,6 +138,7 @@ class FrameWriter:
         _WRITERS.add(self)
         self.side = SideStreams(Path(audio_from), self.container, self.fmt) if audio_from else None
         self.notes = list(self.side.notes) if self.side else []
+        self.audio_streams = self.side.audio_streams if self.side else 0  # those the output gets
         self.hdr = hdr_metadata(info.path)
         self.notes += hdr_notes(self.hdr)
 

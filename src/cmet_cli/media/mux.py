@@ -67,6 +67,10 @@ class SideStreams:
             kind, codec = stream.type, stream.codec_context.name if stream.codec_context else "?"
             codec = {"srt": "subrip"}.get(codec, codec)  # the decoder's name -> the codec's
             if kind == "audio":
+                if not has_packets(source, stream.index):
+                    self.notes.append(f"audio stream {stream.index} ({codec}) has no packets in what remains of the "
+                                      "file (its audio lies past where the data ends): the output has none of it")
+                    continue
                 self.kept.append((stream, not (allowed_audio is None or codec in allowed_audio)))
             elif kind == "subtitle":
                 if codec in CONTAINER_SUBTITLES.get(fmt, set()):
@@ -81,6 +85,11 @@ class SideStreams:
                 self.notes.append(f"{kind} stream {stream.index} ({what}) is not kept")
         self.demux = iter(())
         self.pending = None
+
+    @property
+    def audio_streams(self) -> int:
+        """How many audio streams the output gets (what ``verify_output`` then expects)."""
+        return sum(stream.type == "audio" for stream, _ in self.kept)
 
     def add_streams(self, add_video: Callable[[], object]) -> None:
         """Add the kept streams to the output in the input's order, the edited video (``add_video``) where the
@@ -149,6 +158,22 @@ class SideStreams:
 
     def close(self) -> None:
         self.input.close()
+
+
+def has_packets(source: Path, index: int) -> bool:
+    """Whether stream ``index`` of ``source`` has a packet with data. A whole file's streams do; a cut-off file
+    whose index lists an audio track that lies past where the data ends has none (muxing an empty stream
+    would fail the output). Reads until the stream's first packet: at once, but to the end of a damaged file."""
+    try:
+        container = open_input(source)
+    except MediaError:
+        return False
+    try:
+        return any(packet.size for packet in container.demux(container.streams[index]))
+    except Exception:  # noqa: BLE001 - a demuxer error in damaged data: nothing more to read there
+        return False
+    finally:
+        container.close()
 
 
 def verify_output(path: str | Path, frames: int, audio_streams: int) -> None:
