@@ -3,7 +3,8 @@
 - ``synthetic``: ffmpeg's moving test pattern (no face), with a tone;
 - ``face_clip``: the committed MEAD sample's face (``SAMPLE``, 256², 25 fps) placed on a grey canvas;
 - ``two_faces_clip``: the sample twice, a big face and a small one;
-- ``looped_clip``: the sample scaled to a frame height, centred and looped to any length (the benchmark).
+- ``looped_clip``: the sample scaled to a frame height, centred and looped to any length (the benchmark);
+  ``faces=2``: the sample and its mirror image side by side (the benchmark's two-face row).
 
 ``ffmpeg`` runs the ffmpeg binary the package found (``media.ffmpeg_binary``). This module is the one place
 outside ``cmet_cli.media`` that builds ffmpeg commands; tests call ``ffmpeg`` directly only for one-off
@@ -61,15 +62,20 @@ def two_faces_clip(path: Path, *, seconds: float = 0.3) -> Path:
     return path
 
 
-def looped_clip(path: Path, *, frames: int, size: tuple[int, int], rate: int = 25, source: Path = SAMPLE) -> Path:
-    """The sample scaled to the frame height, centred on a W×H canvas, looped to ``frames`` frames, with audio.
+def looped_clip(path: Path, *, frames: int, size: tuple[int, int], rate: int = 25, source: Path = SAMPLE,
+                faces: int = 1) -> Path:
+    """The sample scaled to the frame height, centred on a W×H canvas, looped to ``frames`` frames, with audio;
+    ``faces=2``: the sample and its mirror image, each scaled to half the width (at most the height), side by side.
 
     The benchmark's input: any resolution and any length, from the one committed clip.
     """
     w, h = size
-    side = min(w, h)
+    side = min(w, h) if faces == 1 else min(w // 2, h)
     video = (f"scale={side}:{side}:flags=bicubic,pad={w}:{h}:{(w - side) // 2}:{(h - side) // 2}:color={BACKGROUND},"
              f"fps={rate},format=yuv420p")
+    if faces == 2:
+        video = (f"scale={side}:{side}:flags=bicubic,split[a][b];[b]hflip[m];[a][m]hstack,"
+                 f"pad={w}:{h}:{(w - 2 * side) // 2}:{(h - side) // 2}:color={BACKGROUND},fps={rate},format=yuv420p")
     ffmpeg("-stream_loop", "-1", "-i", str(source), "-vf", video, "-frames:v", str(frames), "-t", f"{frames / rate:.3f}",
            "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", "-b:a", "128k", str(path))
     return path
