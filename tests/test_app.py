@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from cmet_cli.errors import CmetError, UsageError
 from cmet_cli.options import EditOptions
 
 from .cli_support import BANK, BOX, ROOT, cmet
-from .clips import face_clip
+from .clips import face_clip, synthetic, two_faces_clip
 from .media_checks import frames
 
 FACE = (slice(0, 96), slice(0, 96))  # x, y of BOX in the clip
@@ -96,7 +97,7 @@ def edit_args(video: Path, preset: str = "happy", **changes) -> dict:
     from gradio_client import handle_file
 
     args = {"upload": handle_file(str(video)), "typed": "", "preset": preset, "speech": None,
-            "intensity": 1.0, "keyframes": "", "face": 1}
+            "intensity": 1.0, "keyframes": "", "face": "1"}
     args.update(changes)
     return args
 
@@ -180,6 +181,69 @@ def test_preview_shows_the_contact_sheet(client, clip):
     sheet, status = client.predict(*edit_args(clip, preset="happy").values(), api_name="/preview")
     image = cv2.imread(sheet)
     assert image is not None and image.shape[0] == 2 * 256, status  # original above edited, 256-px rows
+
+
+# ---------------------------------------------------------------- the face picker (Find faces), through gradio_client
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    return two_faces_clip(tmp_path_factory.mktemp("two") / "two.mp4")
+
+
+@pytest.fixture
+def detecting(served, monkeypatch) -> Workbench:
+    """The served app as ``cmet app --detector cascade`` (no ``--box``): faces are found, not given."""
+    _, workbench = served
+    monkeypatch.setattr(workbench, "base", replace(workbench.base, box=None, detector="cascade").validate())
+    return workbench
+
+
+def find_faces(client, video: Path) -> tuple:
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(video)), "", api_name="/faces")
+
+
+def region(face: dict) -> tuple[slice, slice]:
+    """Rows and columns of a listed face's box (its mean centre and size), as ``test_multiface.box_of``."""
+    (cx, cy), half = face["centre"], face["size"] / 2
+    return slice(int(cy - half), int(cy + half)), slice(int(cx - half), int(cx + half))
+
+
+@pytest.mark.cascade
+def test_find_faces_lists_the_ids_and_shows_the_sheet(client, detecting, two):
+    import cv2
+
+    sheet, chosen, listed, status = find_faces(client, two)
+    assert [f["id"] for f in listed["faces"]] == [1, 2] and listed["detector"] == "cascade", listed
+    # the picker: each id, and all; face 1 chosen (gradio_client sees the Dropdown's update)
+    assert chosen["choices"] == [["face 1", "1"], ["face 2", "2"], ["all", "all"]] and chosen["value"] == "1"
+    assert status.startswith("2 face tracks in 3 frames"), status
+    image = cv2.imread(sheet)
+    assert image is not None and image.shape == (188, 2 * 160, 3)  # face_list's 160-px thumbnails + 28-px label
+    assert (detecting.scratch / "faces" / Path(sheet).name).is_file()  # written into the private scratch folder
+
+
+@pytest.mark.cascade
+def test_an_edit_of_face_2_leaves_face_1(client, detecting, two):
+    listed = find_faces(client, two)[2]
+    one, other = (region(f) for f in listed["faces"])
+    row = call(client, **edit_args(two, preset="sad", face="2"))[3]
+    assert row["status"] == "done" and [f["id"] for f in row["faces"]] == [2], row
+    before, after = frames(two), frames(Path(row["output"]))
+    change = [float(np.abs(after[:, y, x] - before[:, y, x]).mean()) for y, x in (one, other)]
+    # measured (mean |RGB difference|): face 1 1.47 (the output's re-encode only), face 2 85.9; with face "all",
+    # face 1 changes by 85.6, and with face "1" face 2 by 1.84: an edit that reached face 1 (the picker's id
+    # ignored, or taken as "all"), or one that missed face 2, fails a bound
+    assert change[0] < 5.0 and change[1] > 20.0, change
+
+
+@pytest.mark.cascade
+def test_find_faces_on_a_video_with_none_shows_the_clis_message(client, detecting, tmp_path):
+    sheet, chosen, listed, status = find_faces(client, synthetic(tmp_path / "pattern.mp4", audio=False,
+                                                                seconds=0.3))
+    assert sheet is None and listed is None and chosen["choices"] == [["face 1", "1"], ["all", "all"]]
+    assert status == "error: no face was found in any frame; if there is one, give its position with --box X,Y,W,H"
 
 
 # ---------------------------------------------------------------- the page in a real browser

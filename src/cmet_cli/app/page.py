@@ -1,7 +1,8 @@
 """The Gradio page of ``cmet app`` over a ``Workbench``: the only module that imports gradio.
 
-Each event calls the workbench (which calls ``runner``/``preview`` as the CLI does); the edit and the preview share
-one queue slot (``concurrency_id="gpu"``, limit 1), so edits wait their turn and the page shows the queue.
+Each event calls the workbench (which calls ``runner``/``preview``/``face_list`` as the CLI does); the edit, the
+preview and Find faces share one queue slot (``concurrency_id="gpu"``, limit 1), so they wait their turn and the
+page shows the queue.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import gradio as gr
 from .. import atomic
 from ..errors import CmetError, one_line
 from ..stages import Stage
-from .workbench import Outcome, Request, Workbench, message
+from .workbench import FoundFaces, Outcome, Request, Workbench, message
 
 TITLE = "cmet: change the emotion of a talking face"
 ABOUT = ("Everything runs on this machine: the video, the speech clip and the result never leave it. "
@@ -42,8 +43,24 @@ def _video(upload: str | None, typed: str | None) -> str:
 
 
 def _request(upload, typed, preset, speech, intensity, keyframes, face) -> Request:
+    chosen = str(face).strip() if face is not None else ""
     return Request(video=_video(upload, typed), preset=preset or None, speech=speech or None,
-                   intensity=float(intensity), keyframes=keyframes or "", face=int(face) if face else None)
+                   intensity=float(intensity), keyframes=keyframes or "", face=chosen or None)
+
+
+NO_FACES_YET = [("face 1", "1"), ("all", "all")]  # before Find faces: the ids any video with a face has
+
+
+def face_choices(found: FoundFaces) -> list[tuple[str, str]]:
+    """The picker's choices: each id (1 marked as the default's) and ``all`` when there are several."""
+    ids = found.ids
+    return [(f"face {i}", str(i)) for i in ids] + ([("all", "all")] if len(ids) > 1 else [])
+
+
+def faces_status(found: FoundFaces) -> str:
+    n, frames = len(found.ids), found.listed.frames
+    return (f"{n} face track{'s' if n != 1 else ''} in {frames} frames (ids by share of frames, then size): "
+            "choose which to edit")
 
 
 def _stage_progress(progress: gr.Progress):
@@ -90,9 +107,14 @@ def build(workbench: Workbench) -> gr.Blocks:
                 intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="Intensity", elem_id="intensity")
                 keyframes = gr.Textbox(label="Timeline keyframes (optional; replace the emotion above): TIME EMOTION "
                                              "per line, e.g. `0 happy` and `0:04 sad`", lines=2, elem_id="keyframes")
-                # the face picker: which face to edit, 1 = the largest. Once `cmet faces` (issue 20) draws a contact
-                # sheet of the faces, show it here and set this number from a click on it.
-                face = gr.Number(label="Face (1 = largest)", value=1, precision=0, minimum=1, elem_id="face")
+                with gr.Row(equal_height=True):  # the face picker: `cmet faces`' ids and contact sheet
+                    find_button = gr.Button("Find faces", elem_id="find-faces-button", scale=1)
+                    face = gr.Dropdown(NO_FACES_YET, value="1", allow_custom_value=True, elem_id="face", scale=2,
+                                       label="Face (ids as `cmet faces`; several: 1,3)")
+                faces_sheet = gr.Image(label="Faces (as `cmet faces --sheet`)", type="filepath", interactive=False,
+                                       elem_id="faces-sheet", height=200)
+                with gr.Accordion("Face tracks (as `cmet faces --json`)", open=False):
+                    faces_json = gr.JSON(elem_id="faces-json")
                 with gr.Row():
                     preview_button = gr.Button("Preview", elem_id="preview-button")
                     edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
@@ -126,6 +148,22 @@ def build(workbench: Workbench) -> gr.Blocks:
             output = str(outcome.output) if outcome.output else None
             return shown, output, output, outcome.result, message(outcome)
 
+        def on_find_faces(upload: str | None, typed: str | None, progress=gr.Progress()) -> tuple:
+            progress(None, desc="finding faces")
+            try:
+                found = workbench.find_faces(_video(upload, typed))
+            except CmetError as exc:
+                return None, gr.Dropdown(NO_FACES_YET, value="1"), None, f"error: {one_line(str(exc))}"
+            return (str(found.sheet), gr.Dropdown(face_choices(found), value="1"), found.listed.as_dict(),
+                    faces_status(found))
+
+        def on_new_video() -> tuple:  # the ids found belong to the video they were found in
+            return None, gr.Dropdown(NO_FACES_YET, value="1"), None
+
+        find_button.click(on_find_faces, [upload, typed], [faces_sheet, face, faces_json, status], api_name="faces",
+                          concurrency_id="gpu", concurrency_limit=1)
+        for video in (upload, typed):
+            video.change(on_new_video, None, [faces_sheet, face, faces_json], queue=False, api_visibility="private")
         preview_button.click(on_preview, inputs, [sheet, status], api_name="preview", concurrency_id="gpu",
                              concurrency_limit=1)
         edit_button.click(on_edit, inputs, [original, result, download, row, status], api_name="edit",

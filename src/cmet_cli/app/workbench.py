@@ -14,11 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..errors import CmetError, MediaError, UsageError, one_line
-from ..options import EditOptions, parse_cue
+from ..errors import CmetError, MediaError, NoFaceError, UsageError, one_line
+from ..options import EditOptions, FaceChoice, parse_cue
 from ..stages import CancelToken, ProgressFn
+
+if TYPE_CHECKING:
+    from ..face_list import FaceList
 
 Loader = Callable[[EditOptions], object]  # options -> models.Models (``runner.LoadModels``)
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -34,7 +37,19 @@ class Request:
     intensity: float = 1.0
     keyframes: str = ""  # "TIME EMOTION" per line (``--at``); when given, it sets the emotion over time
     blend: float = 0.5
-    face: int | None = None  # which face (1 = largest); the page's face picker sets it once ``cmet faces`` exists
+    face: FaceChoice = None  # which face tracks: an id, "1,3" or "all" (the ids ``find_faces`` lists); None: face 1
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    """What the page's face picker shows: the face tracks (``cmet faces``' list) and their contact sheet."""
+
+    listed: "FaceList"
+    sheet: Path
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(face.id for face in self.listed.faces)
 
 
 @dataclass
@@ -175,6 +190,28 @@ class Workbench:
             sheets.mkdir(parents=True, exist_ok=True)
             target = sheets / f"{SAFE.sub('_', video.stem)[:60]}-{time.monotonic_ns()}.png"
             return contact_sheet(video, target, options, frames, editor=Editor(options, load_models=self.loader))
+
+
+    def find_faces(self, video: str) -> FoundFaces:
+        """``cmet faces`` on the video with the app's detector settings (``face_list.list_faces``, the edit's own
+        tracking pass, so the ids are those the edit takes) and its contact sheet, in the scratch folder.
+
+        Raises ``CmetError`` with the CLI's one-line message; a video with no face is the edit's ``NoFaceError``."""
+        from .. import face_list
+        from .. import faces as face_detection
+        from ..models import detector_files
+
+        with self._lock:
+            path = readable_video(video)
+            found = None if self.base.box else face_detection.make_detector(
+                self.base.detector, detector_files(self.base.weights_dir))
+            listed, tracks, info = face_list.list_faces(path, self.base, found)
+            if not tracks:
+                raise NoFaceError(face_detection.NO_FACE)
+            sheets = self.scratch / "faces"
+            sheets.mkdir(parents=True, exist_ok=True)
+            target = sheets / f"{SAFE.sub('_', path.stem)[:60]}-{time.monotonic_ns()}.png"
+            return FoundFaces(listed, face_list.contact_sheet(info, tracks, target))
 
 
 def _failed(video: str, exc: BaseException) -> dict:

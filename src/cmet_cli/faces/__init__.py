@@ -9,11 +9,11 @@ from __future__ import annotations
 from .detection import (CASCADE_FALLBACK, DETECTORS, CascadeDetector, Detection, FanDetector, YuNetDetector,
                         detector_kind, detector_problems, frontality, iou, make_detector)
 from .cropping import (CROP, CropBox, crop, crop_planes, face_mask, match_colour, paste, paste_planes)
-from .tracking import CROP_SCALE, FaceTrack, TrackConfig, describe_ids, face_tracks, fixed_track, link, pick, track_faces
+from .tracking import CROP_SCALE, NO_FACE, FaceTrack, TrackConfig, describe_ids, face_tracks, fixed_track, link, pick, track_faces
 
 __all__ = [
     "CASCADE_FALLBACK", "CROP", "CROP_SCALE", "DETECTORS", "CascadeDetector", "CropBox", "Detection", "FaceTrack",
-    "FanDetector", "TrackConfig", "YuNetDetector", "crop", "crop_planes", "detector_kind", "detector_problems",
+    "FanDetector", "NO_FACE", "TrackConfig", "YuNetDetector", "crop", "crop_planes", "detector_kind", "detector_problems",
     "describe_ids", "face_mask", "face_tracks", "fixed_track", "link", "pick", "frontality", "iou", "make_detector", "match_colour", "paste", "paste_planes",
     "track_faces",
 ]

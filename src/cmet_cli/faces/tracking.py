@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import NoFaceError, UsageError
 from .detection import Detection, iou
 
+NO_FACE = "no face was found in any frame; if there is one, give its position with --box X,Y,W,H"
 CROP_SCALE = {"cascade": 1.30, "fan": 1.20, "yunet": 1.20, "box": 1.0}
 
 
@@ -205,7 +206,7 @@ def describe_ids(tracks: Sequence[FaceTrack]) -> str:
 def pick(tracks: Sequence[FaceTrack], ids: Sequence[int]) -> list[FaceTrack]:
     """The tracks with these ids, in the order given; an id that is not there is a usage error naming those that are."""
     if not tracks:
-        raise NoFaceError("no face was found in any frame; if there is one, give its position with --box X,Y,W,H")
+        raise NoFaceError(NO_FACE)
     by_id = {t.id: t for t in tracks}
     missing = [i for i in ids if i not in by_id]
     if missing:
