@@ -21,6 +21,8 @@ from .probing import HdrMetadata, VideoInfo, hdr_metadata
 
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 CODECS = ("auto", "h264", "hevc")
+# x264's and x265's presets, fastest first (both encoders take the same names); "medium" is both defaults
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 def output_format(path: str | Path) -> str:
@@ -110,6 +112,8 @@ class FrameWriter:
 
         if codec not in CODECS:
             raise MediaError(f"unknown codec {codec!r}: use {', '.join(CODECS)}")
+        if preset not in PRESETS:
+            raise MediaError(f"unknown encoder preset {preset!r}: use {', '.join(PRESETS)}")
         self.path = Path(path)
         self.info = info
         self.width = width or info.width
