@@ -33,8 +33,8 @@ from .stages import CancelToken, ProgressFn, Stage
 _END = object()
 
 
-def prefetch(items: Iterable, depth: int) -> Iterator:
-    """Iterate ``items`` in a background thread, at most ``depth`` ahead (bounded memory)."""
+def prefetch(items: Iterable, depth: int, name: str = "prefetch") -> Iterator:
+    """Iterate ``items`` in a background thread (``cmet-NAME``), at most ``depth`` ahead (bounded memory)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -52,7 +52,7 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
             if close is not None:
                 close()  # a generator's decoder is released here, in its own thread, not at interpreter exit
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, daemon=True, name=f"cmet-{name}")
     thread.start()
     try:
         while True:
@@ -186,7 +186,7 @@ class _Writer:
         self.writer, self.compare = writer, compare
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True, name="cmet-write")
         self.thread.start()
 
     def _run(self) -> None:
@@ -360,7 +360,7 @@ def edit_chunks(info: media.VideoInfo, edits: Sequence[FaceEdit], sink: _Writer,
     weighs = [functools.partial(frame_weights, edit.editor) for edit in edits]
     cropped = crop_batches(chunks(planes, batch), plans, [edit.track for edit in edits], size, weighs)
     editors = [edit.editor for edit in edits]
-    for part in prefetch(cropped, depth=1):
+    for part in prefetch(cropped, depth=1, name="decode"):
         cancel.check()
         rendered = render_faces(editors, part, mask, colour_match)
         sink.put(functools.partial(paste_back, part, rendered, mask))  # runs in the writer thread
