@@ -4,7 +4,8 @@ re-implemented): ``python -m benchmarks.bench_edit --media-only`` reports them.
 Stages, and the function each is the time of:
 
 - ``decode``: each ``next()`` of ``media.read_planes`` (demux, decode, the planes copied out of the decoder);
-- ``crop``: ``stream.crop_face`` (the face crops of a chunk, resampled and converted to RGB);
+- ``crop``: ``stream.crop_frame`` (one face crop, resampled and converted to RGB; before the crops ran in a pool
+  it was ``stream.crop_face``, a chunk's crops, which is what the "before" rows of RESULTS.md time);
 - ``render``: ``stream.render_faces`` (with the identity face editor: the crops to 8 bit and back);
 - ``paste-back``: ``stream.composite_faces`` (a frame's planes copied, the face converted back and blended in);
 - ``encode``: ``FrameWriter._av_frame`` (the planes copied into an encoder frame) and ``FrameWriter._encode``;
@@ -16,8 +17,9 @@ child processes that ended meanwhile: ``verify`` runs ffprobe, the only child of
 stage and per thread. CPU time that the libraries spend in their own worker threads (x264's, the decoder's
 slice threads) is in no stage: ``unattributed_cpu_s`` is the process's CPU time less the stages'.
 
-The critical path: the edit's stages run in threads joined by bounded queues (decode and crop in one, render in
-the caller's, paste-back, encode and mux in the writer's), so the busiest thread sets the pace. Each stage's
+The critical path: the edit's stages run in threads joined by bounded queues (decode, crop, render in the
+caller's thread, paste-back, encode and mux in the writer's; crop and paste-back frame by frame in a pool), so
+the busiest thread sets the pace. Each stage's
 ``share`` is its wall time over the run's; each thread's ``busy`` share is the sum of its stages'.
 """
 from __future__ import annotations
@@ -113,7 +115,8 @@ def stage_timing(clock: StageClock) -> Iterator[StageClock]:
     from cmet_cli.media.encode import FrameWriter
 
     wraps = [(media, "read_planes", clock.timed_iter("decode", media.read_planes)),
-             (stream, "crop_face", clock.timed("crop", stream.crop_face)),
+             (stream, *(("crop_frame", clock.timed("crop", stream.crop_frame)) if hasattr(stream, "crop_frame")
+                        else ("crop_face", clock.timed("crop", stream.crop_face)))),
              (stream, "render_faces", clock.timed("render", stream.render_faces)),
              (stream, "composite_faces", clock.timed("paste-back", stream.composite_faces)),
              (FrameWriter, "_av_frame", clock.timed("encode", FrameWriter._av_frame)),
