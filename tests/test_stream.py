@@ -125,4 +125,4 @@ def test_the_crop_and_paste_pool_keeps_every_frame_and_its_order(tmp_path: Path,
 
 
 def test_media_workers_follow_the_cores() -> None:
-    assert [stream.media_workers(n) for n in (1, 2, 16, 64)] == [1, 2, 8, 8]
+    assert [stream.media_workers(n) for n in (1, 2, 4, 16, 64)] == [1, 1, 2, 8, 8]

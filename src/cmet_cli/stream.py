@@ -136,9 +136,11 @@ Mapper = Callable[..., Iterable]  # ``map`` or ``ThreadPoolExecutor.map``: resul
 
 
 def media_workers(cores: int | None = None) -> int:
-    """Threads of the edit's crop and paste-back pool: one per core (at most 8). Both stages spend their time in
-    numpy and OpenCV, which release the GIL, so the frames of a chunk are cropped and pasted at once."""
-    return max(1, min(8, cores if cores is not None else os.cpu_count() or 1))
+    """Threads of the edit's crop and paste-back pool: one per two cores (at least 1, at most 8), since the
+    decoder, x264's own threads and the networks want the rest. Both stages spend their time in numpy and
+    OpenCV, which release the GIL, so the frames of a chunk are cropped and pasted at once. (On a 2-core machine
+    under load, two workers made the 2160p media path slower: benchmarks/RESULTS.md, issue 21.)"""
+    return max(1, min(8, (cores if cores is not None else os.cpu_count() or 1) // 2))
 
 
 def crop_frame(frame: "media.Frame", box: faces.CropBox, size: int) -> np.ndarray:
