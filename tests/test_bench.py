@@ -58,7 +58,7 @@ def test_media_only_times_the_edit_without_networks(data_dir: Path, tmp_path: Pa
     assert list(stages) == ["decode", "crop", "render", "paste-back", "encode", "mux", "verify"]
     assert stages["paste-back"]["calls"] == 3  # one per frame (the box is in each)
     assert stages["decode"]["calls"] == 4  # the reference frame, then the 3 frames of the edit pass
-    assert all(row["wall_ms_per_frame"] > 0 and 0 < row["share"] < 1 for row in stages.values())
+    assert all(row["wall_ms_per_frame"] > 0 and 0 <= row["share"] < 1 for row in stages.values())  # share: 3 decimals
     assert report["limit"]["thread"] in report["threads_busy"]
 
 

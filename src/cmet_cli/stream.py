@@ -315,7 +315,8 @@ def run_edit(info: media.VideoInfo, output: Path, edits: Sequence[FaceEdit], opt
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
-        writer = media.FrameWriter(staged.path, info, crf=options.crf, preset=options.encoder_preset, audio_from=info.path,  # audio, subtitles, ...
+        writer = media.FrameWriter(staged.path, info, crf=options.crf, preset=options.encoder_preset,
+                                   audio_from=info.path,  # audio, subtitles, ...
                                    fmt=fmt, width=width, codec=options.codec, metadata=metadata, fd=staged.fd)
         if warnings is not None:
             warnings.extend(writer.notes)
