@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_edit --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
     python -m benchmarks.bench_edit --rss-scaling [--device cpu]
-    python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p
+    python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p   # and per stage (stage_times)
     python -m benchmarks.bench_edit --track-only --frames 50 --size 2160p
 
 from the repository root: the benchmark is a module of the ``benchmarks`` package, and takes its clip,
@@ -503,25 +503,31 @@ def bench(args: argparse.Namespace) -> dict:
     return summary(measure(spec), args.device)
 
 
-def media_only(clip: Path) -> dict:
+def media_only(clip: Path, preset: str = "medium") -> dict:
     """The edit without networks (``IdentityEditor``, a fixed box the size of the face crop): what decoding,
-    cropping, colour conversion, paste-back and encoding cost, end to end, in this process."""
+    cropping, colour conversion, paste-back and encoding cost, end to end, in this process, and per stage
+    (``stage_times``: the stage functions wrapped and timed)."""
     from cmet_cli import media
     from cmet_cli.options import EditOptions
     from cmet_cli.pipeline import Editor
 
+    from benchmarks.stage_times import StageClock, stage_report, stage_timing
     from tests.standin import IdentityEditor
 
     info = media.probe(clip)
     box = centre_box(info.width, info.height)
+    options = EditOptions(preset="neutral", box=box, encoder_preset=preset)
     with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
         loads = {"before": loadavg()}
-        with timed() as span:
-            Editor(EditOptions(preset="neutral", box=box), face_editor=IdentityEditor()).edit(clip, Path(tmp) / "out.mp4")
+        with stage_timing(StageClock()) as clock, timed() as span:
+            Editor(options, face_editor=IdentityEditor()).edit(clip, Path(tmp) / "out.mp4")
         loads["after"] = loadavg()
     return {"mode": "media-only", "frames": info.frame_count, "size": f"{info.width}x{info.height}",
-            "media_only_s": round(span.wall_s, 3), "media_only_fps": round(info.frame_count / span.wall_s, 3),
-            "media_only_cpu_s": round(span.cpu_s, 3), "nproc": os.cpu_count(), "loadavg_1m": loads}
+            "encoder_preset": preset, "media_only_s": round(span.wall_s, 3),
+            "media_only_fps": round(info.frame_count / span.wall_s, 3), "media_only_cpu_s": round(span.cpu_s, 3),
+            "cpu_ms_per_frame": round(1000 * span.cpu_s / info.frame_count, 3),
+            **stage_report(clock, info.frame_count, span.wall_s, span.cpu_s),
+            "nproc": os.cpu_count(), "loadavg_1m": loads}
 
 
 def track_only(clip: Path) -> dict:
@@ -585,6 +591,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help=f"peak RSS of a {RSS_SECONDS[0]} s and a {RSS_SECONDS[1]} s clip with --small-model, and their ratio")
     ap.add_argument("--media-only", action="store_true",
                     help="time the edit without networks (identity face editor): the media path alone")
+    ap.add_argument("--encoder-preset", default="medium", help="x264/x265 preset of --media-only (default medium)")
     ap.add_argument("--track-only", action="store_true",
                     help="time the face-tracking pass alone (decode, the auto detector on every 5th frame)")
     ap.add_argument("--weights-dir", type=Path, default=None, help="checkpoints under their official names (default: stand-ins)")
@@ -607,7 +614,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{SAMPLE} is missing: the benchmark needs the repository's tests/data")
     if args.media_only or args.track_only:
         clip = make_clip(args.cache_dir, args.frames, args.size)
-        report = track_only(clip) if args.track_only else media_only(clip)
+        report = track_only(clip) if args.track_only else media_only(clip, args.encoder_preset)
+        if args.media_only:
+            from benchmarks.stage_times import stage_table
+
+            print(stage_table(report), flush=True)
         print(json.dumps(report), flush=True)
         return 0
     args.small_model = args.small_model or args.rss_scaling

@@ -138,6 +138,7 @@ def test_resume_skips_only_an_edit_made_with_the_same_settings(tmp_path, clip, s
     run = edit("--preset", "sad")  # the same command: a finished edit, skipped
     assert run.code == 0 and run.errors() == [] and "1 skipped" in run.stderr
     for other in (("--preset", "happy"), ("--preset", "sad", "--intensity", "0.5"), ("--preset", "sad", "--crf", "30"),
+                  ("--preset", "sad", "--encoder-preset", "veryfast"),
                   ("--preset", "sad", "--compare"), ("--at", "0", "sad", "--at", "0.1", "happy")):
         run = edit(*other)
         assert run.code == 1, other

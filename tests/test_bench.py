@@ -53,6 +53,13 @@ def test_media_only_times_the_edit_without_networks(data_dir: Path, tmp_path: Pa
     report = _run_script("--media-only", "--frames", "3", "--size", "256x144", "--cache-dir", str(tmp_path))
     assert report["mode"] == "media-only" and report["frames"] == 3 and report["size"] == "256x144"
     assert report["media_only_s"] > 0 and report["media_only_fps"] == pytest.approx(3 / report["media_only_s"], rel=0.01)
+    # every stage was timed where it runs: a stage function the edit no longer calls would be missing here
+    stages = report["stages"]
+    assert list(stages) == ["decode", "crop", "render", "paste-back", "encode", "mux", "verify"]
+    assert stages["paste-back"]["calls"] == 3  # one per frame (the box is in each)
+    assert stages["decode"]["calls"] == 4  # the reference frame, then the 3 frames of the edit pass
+    assert all(row["wall_ms_per_frame"] > 0 and 0 <= row["share"] < 1 for row in stages.values())  # share: 3 decimals
+    assert report["limit"]["thread"] in report["threads_busy"]
 
 
 def test_clip_is_upscaled_and_looped(data_dir: Path, tmp_path: Path) -> None:

@@ -95,6 +95,37 @@ def test_box_edits_its_region_and_nothing_else(tmp_path, clip, small_weights, mo
     assert all(np.array_equal(a[0][outside], b[0][outside]) for a, b in zip(original, edited))
 
 
+def encoder_settings(path: Path) -> dict[str, str]:
+    """The settings x264/x265 write into the stream (a user-data SEI: ``... options: key=value ...``), read from
+    the file's bytes, not through cmet."""
+    data = path.read_bytes()
+    start = data.index(b"options: ") + len(b"options: ")
+    text = data[start:data.index(b"\0", start)].decode("latin-1")
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+def test_encoder_preset_reaches_the_encoder(tmp_path, clip, happy, small_weights, model_loads) -> None:
+    """x264's preset table: veryfast is subme 2 with 1 reference frame, the default medium subme 7 with 3."""
+    fast = tmp_path / "fast.mp4"
+    edit(clip, fast, small_weights, "--preset", "happy", "--crf", "0", "--encoder-preset", "veryfast", *box_arg(FACE))
+    settings = {name: encoder_settings(path) for name, path in (("medium", happy[0]), ("veryfast", fast))}
+    assert {name: (s["subme"], s["ref"]) for name, s in settings.items()} == {"medium": ("7", "3"),
+                                                                              "veryfast": ("2", "1")}
+    assert np.array_equal(frames(fast), frames(happy[0]))  # lossless either way: only the encoding differs
+
+
+def test_encoder_preset_is_checked(tmp_path, clip) -> None:
+    from cmet_cli.cli.editing import ENCODER_PRESETS
+    from cmet_cli.options import EditOptions, OptionError
+
+    assert ENCODER_PRESETS == media.PRESETS  # the CLI's choices are the ones the library accepts
+    run = cmet("edit", clip, "-o", tmp_path / "o.mp4", "--preset", "happy", "--encoder-preset", "fastest")
+    assert run.code == 2 and run.errors() and "--encoder-preset" in run.errors()[0] and "fastest" in run.errors()[0]
+    with pytest.raises(OptionError, match="encoder_preset must be one of ultrafast, .*, not 'fastest'"):
+        EditOptions(preset="happy", encoder_preset="fastest").validate()
+    assert not list(tmp_path.iterdir())
+
+
 def test_intensity_scales_the_code_change(tmp_path, clip, happy, small_weights, model_loads) -> None:
     change = {x: edit(clip, tmp_path / f"{x}.mp4", small_weights, "--preset", "happy", "--intensity", x,
                       *box_arg(FACE))["code_change"] for x in ("0.5", "2")}
@@ -114,10 +145,14 @@ def test_blend_ramps_the_change_in(tmp_path, clip, small_weights, model_loads) -
 
 
 def test_crf_and_codec_are_the_ones_asked_for(tmp_path, clip, happy, small_weights, model_loads) -> None:
-    """Lossless (the reference edit, --crf 0) keeps every sample away from the face; HEVC at --crf 40 does not."""
+    """Lossless (the reference edit, --crf 0) keeps every sample away from the face; HEVC at --crf 40 does not.
+    The HEVC edit also asks for ``--encoder-preset slow``: x265 says so in its settings SEI."""
     out = tmp_path / "out.mkv"
-    edit(clip, out, small_weights, "--preset", "happy", "--crf", "40", "--codec", "hevc", *box_arg(FACE))
+    edit(clip, out, small_weights, "--preset", "happy", "--crf", "40", "--codec", "hevc", "--encoder-preset", "slow",
+         *box_arg(FACE))
     assert media.probe(out).codec == "hevc" and media.probe(happy[0]).codec == "h264"
+    # x265's preset table: medium is subme 2, rd 3; slow subme 3, rd 4
+    assert {k: encoder_settings(out)[k] for k in ("subme", "rd")} == {"subme": "3", "rd": "4"}
     original = planes(clip)
     away = np.ones(original[0][0].shape, bool)
     away[FACE[1]:FACE[1] + FACE[3], FACE[0]:FACE[0] + FACE[2]] = False

@@ -77,3 +77,52 @@ def test_a_face_editor_with_a_report_adds_to_the_result(tmp_path: Path) -> None:
     result = Editor(EditOptions(preset="neutral", box=(64, 16, 256, 256)), face_editor=Reporting()).edit(
         src, tmp_path / "out.mp4")
     assert result.code_change == 5.0 and result.face_frames == 5
+
+
+class BrighteningEditor(IdentityEditor):
+    """Every face 40 levels brighter: paste-back changes the face region of every frame."""
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        return np.clip(super().__call__(crops, frames).astype(np.int16) + 40, 0, 255).astype(np.uint8)
+
+
+def test_the_crop_and_paste_pool_keeps_every_frame_and_its_order(tmp_path: Path, monkeypatch) -> None:
+    """Cropping and paste-back run frame by frame in a pool: with 6 workers the output is bit for bit the one with
+    1 (lossless), every frame in its place with its timestamp, and the pool was used."""
+    src = face_clip(tmp_path / "talk.mp4", seconds=1.2, audio=False)  # 12 frames: chunks of 5, 5, 2
+    options = EditOptions(preset="neutral", box=(64, 16, 256, 256), crf=0, batch_size=5)
+    threads: set[str] = set()
+    composite = stream.composite_faces
+
+    def recording(frame, layers):
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return composite(frame, layers)
+
+    monkeypatch.setattr(stream, "composite_faces", recording)
+    outs = {}
+    for workers in (1, 6):
+        monkeypatch.setattr(stream, "media_workers", lambda workers=workers: workers)
+        outs[workers] = tmp_path / f"out{workers}.mp4"
+        Editor(options, face_editor=BrighteningEditor()).edit(src, outs[workers])
+    assert threads and all(name.startswith("cmet-media") for name in threads)
+    decoded = {k: list(media.read_planes(media.probe(path))) for k, path in outs.items()}
+    original = list(media.read_planes(media.probe(src)))
+    assert len(decoded[1]) == len(decoded[6]) == len(original) == 12
+    for a, b, c in zip(decoded[1], decoded[6], original):
+        assert a.pts == b.pts == c.pts
+        assert all(np.array_equal(p, q) for p, q in zip(a.planes, b.planes))
+        assert np.abs(a.planes[0].astype(int) - c.planes[0]).max() > 20  # the face was pasted back, brighter
+    # each output frame's face is its own input frame's, brightened: of all input frames, the face of frame k
+    # (the inner half of the box, less its mean) is closest to input frame k's (a frame out of place is not)
+    def face(frame) -> np.ndarray:
+        y = frame.planes[0][16 + 64:16 + 192, 64 + 64:64 + 192].astype(np.float64)
+        return y - y.mean()
+
+    inputs = [face(c) for c in original]
+    assert [int(np.argmin([np.abs(face(a) - f).mean() for f in inputs])) for a in decoded[6]] == list(range(12))
+
+
+def test_media_workers_follow_the_cores() -> None:
+    assert [stream.media_workers(n) for n in (1, 2, 4, 16, 64)] == [1, 1, 2, 8, 8]

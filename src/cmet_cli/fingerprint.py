@@ -105,6 +105,8 @@ def settings_record(options: EditOptions, files: dict[str, Path | None], detecto
         "codec": {"vcodec": options.codec, "crf": options.crf},
         "weights": {name: digest(path) for name, path in sorted(files.items()) if path is not None},
     }
+    if options.encoder_preset != "medium":  # only then: outputs made before the option stay finished
+        record["codec"]["preset"] = options.encoder_preset
     if options.face_emotions:  # only then: the records (and so the hashes) of earlier edits stay as they were
         record["face_emotions"] = [[f.face, emotion(f)] for f in sorted(options.face_emotions, key=lambda f: f.face)]
     return record

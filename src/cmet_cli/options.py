@@ -170,6 +170,7 @@ class EditOptions:
     face_emotions: tuple[FaceEmotion, ...] = ()  # per face: (id, emotion) pairs or "2=sad" strings are parsed
     crf: int = 18  # encoder quality (libx264/libx265 CRF; 0 is lossless)
     codec: str = "auto"  # auto | h264 | hevc (auto: H.264, or HEVC for 10-bit HEVC input)
+    encoder_preset: str = "medium"  # x264/x265 preset: ultrafast ... placebo (faster = bigger file at the same crf)
     compare: bool = False  # write original | edit side by side
     colour_match: bool = False  # match the rendered face's colour statistics to the original crop
     overwrite: bool = False
@@ -256,6 +257,9 @@ class EditOptions:
             raise OptionError("{crf} must be between 0 and 51, not {value}", value=str(self.crf))
         if self.codec not in media.CODECS:
             raise OptionError("{codec} must be auto, h264 or hevc, not {value}", value=repr(self.codec))
+        if self.encoder_preset not in media.PRESETS:
+            raise OptionError("{encoder_preset} must be one of {names}, not {value}", names=", ".join(media.PRESETS),
+                              value=repr(self.encoder_preset))
         if self.batch_size is not None and self.batch_size < 1:
             raise OptionError("{batch_size} must be at least 1")
         for clip in (*self.emotion_speech, *self.neutral_speech):

@@ -5,17 +5,21 @@
    (``track``: one of them);
 2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
    video's own planes, once whatever the number of faces edited (``FaceEdit``: a track and its editor): a
-   decoder thread (``prefetch``) decodes a chunk ahead and crops every edited face of it (``crop_face``),
-   the face editors render the crops in shared batches (``render_faces``), and a writer thread (``_Writer``)
-   pastes every face of a frame back into its planes at once (``paste_back``, ``composite_faces``) and
-   encodes, so that the networks are kept busy.
+   decoder thread (``prefetch``) decodes a few frames ahead, a crop thread crops every edited face of a chunk
+   (``crop_face``), the face editors render the crops in shared batches (``render_faces``), every face of a
+   frame is pasted back into its planes at once (``paste_back``, ``composite_faces``), and a writer thread
+   (``_Writer``) encodes, so that the networks are kept busy. Cropping and paste-back run frame by frame in a
+   small thread pool (``media_workers``: numpy and OpenCV release the GIL); every queue between the threads is
+   bounded, and frames stay in order.
 """
 from __future__ import annotations
 
 import functools
 import itertools
+import os
 import queue
 import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -31,10 +35,11 @@ from .stages import CancelToken, ProgressFn, Stage
 # ---------------------------------------------------------------- streaming helpers
 
 _END = object()
+DECODE_AHEAD = 8  # frames the decoder thread may run ahead of the crop thread
 
 
-def prefetch(items: Iterable, depth: int) -> Iterator:
-    """Iterate ``items`` in a background thread, at most ``depth`` ahead (bounded memory)."""
+def prefetch(items: Iterable, depth: int, name: str = "prefetch") -> Iterator:
+    """Iterate ``items`` in a background thread (``cmet-NAME``), at most ``depth`` ahead (bounded memory)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -52,7 +57,7 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
             if close is not None:
                 close()  # a generator's decoder is released here, in its own thread, not at interpreter exit
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, daemon=True, name=f"cmet-{name}")
     thread.start()
     try:
         while True:
@@ -127,33 +132,48 @@ def face_batches(present: np.ndarray, batch: int, n_frames: int | None = None) -
     return [idx[s:s + batch][face[s:s + batch]] for s in range(0, n, batch)]
 
 
+Mapper = Callable[..., Iterable]  # ``map`` or ``ThreadPoolExecutor.map``: results in the order of the items
+
+
+def media_workers(cores: int | None = None) -> int:
+    """Threads of the edit's crop and paste-back pool: one per two cores (at least 1, at most 8), since the
+    decoder, x264's own threads and the networks want the rest. Both stages spend their time in numpy and
+    OpenCV, which release the GIL, so the frames of a chunk are cropped and pasted at once. (On a 2-core machine
+    under load, two workers made the 2160p media path slower: benchmarks/RESULTS.md, issue 21.)"""
+    return max(1, min(8, (cores if cores is not None else os.cpu_count() or 1) // 2))
+
+
+def crop_frame(frame: "media.Frame", box: faces.CropBox, size: int) -> np.ndarray:
+    """One face crop of one frame: resampled to ``size``² and converted to float RGB (0–255 scale)."""
+    conv = frame.layout.conversion(frame.shape[1], frame.shape[0])
+    return faces.crop_planes(frame.planes, box, size, conv, frame.layout.sub)
+
+
 def crop_face(start: int, frames: list, have: np.ndarray, face_track: faces.FaceTrack, size: int,
-              weigh: Callable[[np.ndarray], np.ndarray]) -> FaceCrops:
+              weigh: Callable[[np.ndarray], np.ndarray], mapper: Mapper = map) -> FaceCrops:
     """One face's crops in a chunk of frames (``have``: its frames there, from ``face_batches``), less the frames
-    its editor weighs 0: only the crops are converted to RGB."""
+    its editor weighs 0: only the crops are converted to RGB (``crop_frame``, over ``mapper``: a pool crops the
+    frames at once)."""
     have = have[have < start + len(frames)]  # a damaged file can decode fewer frames than the plan counts
     weights = weigh(have) if len(have) else np.zeros(0, np.float32)
     have, weights = have[weights > 0], weights[weights > 0]
     boxes = {int(i): faces.CropBox.from_row(face_track.boxes[i]) for i in have}
     crops = None
     if len(have):
-        first = frames[int(have[0]) - start]
-        conv = first.layout.conversion(first.shape[1], first.shape[0])
-        crops = np.stack([faces.crop_planes(frames[int(i) - start].planes, boxes[int(i)], size, conv,
-                                            first.layout.sub) for i in have])
+        crops = np.stack(list(mapper(lambda i: crop_frame(frames[int(i) - start], boxes[int(i)], size), have)))
     return FaceCrops(have, boxes, {int(i): float(w) for i, w in zip(have, weights)}, crops)
 
 
 def crop_batches(batches: Iterable[tuple[int, list]], plans: Sequence[Iterable[np.ndarray]],
                  face_tracks: Sequence[faces.FaceTrack], size: int,
-                 weighs: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Iterator[Batch]:
+                 weighs: Sequence[Callable[[np.ndarray], np.ndarray]], mapper: Mapper = map) -> Iterator[Batch]:
     """Each chunk of frames with the crops of every edited face (``crop_face``).
 
     ``plans[k]``: the frames of face ``k`` in each chunk (``face_batches``), in step with ``batches``."""
     empty = np.zeros(0, int)
     plans = [iter(plan) for plan in plans]
     for start, frames in batches:
-        yield Batch(start, frames, [crop_face(start, frames, next(plan, empty), track, size, weigh)
+        yield Batch(start, frames, [crop_face(start, frames, next(plan, empty), track, size, weigh, mapper)
                                     for plan, track, weigh in zip(plans, face_tracks, weighs)])
 
 
@@ -180,13 +200,14 @@ def side_by_side(left: "media.Frame", right: "media.Frame") -> "media.Frame":
 
 
 class _Writer:
-    """Paste-back and encoding in a background thread, fed through a bounded queue."""
+    """Encoding in a background thread (``cmet-write``), fed through a bounded queue of jobs, each a callable
+    that returns (original, edited) frame pairs in order (their paste-back may still be running in a pool)."""
 
-    def __init__(self, writer: media.FrameWriter, compare: bool, depth: int = 4) -> None:
+    def __init__(self, writer: media.FrameWriter, compare: bool, depth: int = 2) -> None:
         self.writer, self.compare = writer, compare
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=self._run, daemon=True, name="cmet-write")
         self.thread.start()
 
     def _run(self) -> None:
@@ -294,14 +315,16 @@ def run_edit(info: media.VideoInfo, output: Path, edits: Sequence[FaceEdit], opt
     fmt = media.output_format(output)
     width = info.width * (2 if options.compare else 1)
     with atomic.atomic_output(output, overwrite=options.overwrite) as staged:
-        writer = media.FrameWriter(staged.path, info, crf=options.crf, audio_from=info.path,  # audio, subtitles, ...
+        writer = media.FrameWriter(staged.path, info, crf=options.crf, preset=options.encoder_preset,
+                                   audio_from=info.path,  # audio, subtitles, ...
                                    fmt=fmt, width=width, codec=options.codec, metadata=metadata, fd=staged.fd)
         if warnings is not None:
             warnings.extend(writer.notes)
         sink = _Writer(writer, options.compare)
+        pool = ThreadPoolExecutor(media_workers(), thread_name_prefix="cmet-media")
         finished = False
         try:
-            written = edit_chunks(info, edits, sink, batch, size, options.colour_match, cancel, progress)
+            written = edit_chunks(info, edits, sink, batch, size, options.colour_match, cancel, progress, pool)
             sink.finish()
             writer.close()
             finished = True
@@ -309,6 +332,7 @@ def run_edit(info: media.VideoInfo, output: Path, edits: Sequence[FaceEdit], opt
             if not finished:
                 writer.abort()  # first: the writer thread's pending writes then fail at once
                 sink.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
         if writer.frames != info.frame_count:
             raise MediaError(f"{info.path}: decoded {writer.frames} of {info.frame_count} frames; the file may be damaged")
         # what the encoder and muxer say is not enough: ffmpeg can exit 0 and leave a broken file
@@ -349,24 +373,37 @@ def begin_clip(info: media.VideoInfo, edits: Sequence[FaceEdit], size: int, warn
 
 
 def edit_chunks(info: media.VideoInfo, edits: Sequence[FaceEdit], sink: _Writer, batch: int, size: int,
-                colour_match: bool, cancel: CancelToken, progress: ProgressFn | None = None) -> int:
-    """Decode, crop and render the clip chunk by chunk, and hand each chunk to the writer; returns the frames handed."""
+                colour_match: bool, cancel: CancelToken, progress: ProgressFn | None = None,
+                pool: Executor | None = None) -> int:
+    """Decode, crop and render the clip chunk by chunk, and hand each chunk to the writer; returns the frames handed.
+
+    Threads, joined by bounded queues: decoding (``cmet-decode``, one chunk ahead), cropping (``cmet-crop``, one
+    chunk ahead; the frames of a chunk cropped at once in ``pool``), the networks (the caller's thread), paste-back
+    (each frame a job in ``pool``, started as soon as its chunk is rendered) and encoding (``cmet-write``, which
+    takes the pasted frames in order). Frames and their timestamps stay in order everywhere."""
     mask = faces.face_mask(size)
     written = 0
-    # decoding and cropping run in a background thread, one batch ahead (bounded memory)
+    mapper: Mapper = pool.map if pool is not None else map
     # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
-    planes = itertools.islice(media.read_planes(info), info.frame_count)
+    planes = prefetch(itertools.islice(media.read_planes(info), info.frame_count), depth=min(batch, DECODE_AHEAD),
+                      name="decode")
     plans = [face_batches(edit.track.present, batch, info.frame_count) for edit in edits]
     weighs = [functools.partial(frame_weights, edit.editor) for edit in edits]
-    cropped = crop_batches(chunks(planes, batch), plans, [edit.track for edit in edits], size, weighs)
+    cropped = prefetch(crop_batches(chunks(planes, batch), plans, [edit.track for edit in edits], size, weighs, mapper),
+                       depth=1, name="crop")
     editors = [edit.editor for edit in edits]
-    for part in prefetch(cropped, depth=1):
-        cancel.check()
-        rendered = render_faces(editors, part, mask, colour_match)
-        sink.put(functools.partial(paste_back, part, rendered, mask))  # runs in the writer thread
-        written += len(part.frames)
-        if progress:
-            progress(Stage.WRITE_VIDEO, written, info.frame_count)
+    try:
+        for part in cropped:
+            cancel.check()
+            rendered = render_faces(editors, part, mask, colour_match)
+            pasted = paste_back(part, rendered, mask, pool)
+            sink.put(lambda pasted=pasted: (pair() for pair in pasted))  # the writer thread takes them in order
+            written += len(part.frames)
+            if progress:
+                progress(Stage.WRITE_VIDEO, written, info.frame_count)
+    finally:
+        cropped.close()  # first the crop thread ends, then the decoder thread it was reading from
+        planes.close()
     return written
 
 
@@ -392,12 +429,22 @@ def render_faces(editors: Sequence[FaceEditor], part: Batch, mask: np.ndarray,
     return rendered
 
 
-def paste_back(part: Batch, rendered: Sequence[dict[int, np.ndarray]],
-               mask: np.ndarray) -> Iterator[tuple[media.Frame, media.Frame]]:
-    """Each frame of a chunk with its output: every rendered face blended into its planes at once (each by the
-    frame's weight for that face; ``composite_faces``), or the frame as decoded when none is."""
+def paste_back(part: Batch, rendered: Sequence[dict[int, np.ndarray]], mask: np.ndarray,
+               pool: Executor | None = None) -> list[Callable[[], tuple["media.Frame", "media.Frame"]]]:
+    """Each frame of a chunk with its output, in order, as a callable that returns (frame, output): every rendered
+    face blended into its planes at once (each by the frame's weight for that face; ``composite_faces``), or the
+    frame as decoded when none is. With a ``pool`` the frames' paste-backs start at once there; without, each
+    runs when its callable is called."""
+    out: list[Callable[[], tuple[media.Frame, media.Frame]]] = []
     for j, frame in enumerate(part.frames):
         i = part.start + j
         layers = [(crops.boxes[i], faces_i[i], mask * crops.weights[i])
                   for crops, faces_i in zip(part.faces, rendered) if i in faces_i]
-        yield frame, composite_faces(frame, layers) if layers else frame
+        if not layers:
+            out.append(functools.partial(lambda f: (f, f), frame))
+        elif pool is None:
+            out.append(functools.partial(lambda f, ls: (f, composite_faces(f, ls)), frame, layers))
+        else:
+            job = pool.submit(lambda f, ls: composite_faces(f, ls), frame, layers)
+            out.append(functools.partial(lambda f, done: (f, done.result()), frame, job))
+    return out

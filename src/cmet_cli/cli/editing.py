@@ -19,10 +19,15 @@ if TYPE_CHECKING:
     from ..report import Reporter
     from ..runner import LoadModels
 
+# x264's and x265's presets (``media.PRESETS``, which EditOptions checks), fastest first; spelled out here so
+# that `cmet --help` does not import the media package (numpy)
+ENCODER_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                   "placebo")
+
 EDIT_SECTIONS = {
     "Emotion": ("emotion_speech", "preset", "neutral_speech", "at", "blend", "intensity", "bank_dir"),
     "Faces": ("detector", "box", "face", "face_emotions", "colour_match"),
-    "Output": ("output", "output_format", "crf", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
+    "Output": ("output", "output_format", "crf", "encoder_preset", "compare", "recursive", "overwrite", "report", "as_json", "quiet", "verbose"),
     "Models and performance": ("weights_dir", "device", "precision", "batch_size", "compile_", "jobs"),
     "Ray cluster": ("executor", "ray_address", "workers", "gpus_per_worker", "max_retries"),
 }
@@ -53,6 +58,8 @@ EDIT_OPTIONS = option_group(
                       "others written as .mp4)."),
     click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
                  help="Encoder quality (lower = better, bigger; 0 = lossless)."),
+    click.option("--encoder-preset", type=click.Choice(ENCODER_PRESETS), default="medium", show_default=True,
+                 help="x264/x265 preset: faster ones encode sooner and write bigger files at the same --crf."),
     click.option("--codec", type=click.Choice(["auto", "h264", "hevc"]), default="auto", show_default=True,
                  help="Output video codec; auto: H.264, or HEVC Main10 for 10-bit HEVC input (bit depth is always kept)."),
     click.option("--colour-match/--no-colour-match", default=False, help="Match the rendered face's colours to the original."),
@@ -82,7 +89,7 @@ EDIT_OPTIONS = option_group(
                short_help="Change the facial emotion of videos or folders of videos.")
 @EDIT_OPTIONS
 def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, intensity, bank_dir, device, precision,
-         batch_size, compile_, weights_dir, detector, box, face, face_emotions, output_format, crf, codec, colour_match, compare, recursive, overwrite,
+         batch_size, compile_, weights_dir, detector, box, face, face_emotions, output_format, crf, encoder_preset, codec, colour_match, compare, recursive, overwrite,
          allow_damaged, jobs, executor, ray_address, workers, gpus_per_worker, max_retries, report, as_json, quiet,
          verbose) -> NoReturn:
     """Edit the facial emotion of INPUTS (videos or folders of videos).
@@ -108,7 +115,7 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
             preset=preset, emotion_speech=tuple(emotion_speech), neutral_speech=tuple(neutral_speech), at=tuple(at),
             blend=blend, intensity=intensity, device=device, precision=precision,
             batch_size=batch_size, weights_dir=weights_dir, bank_dir=bank_dir, detector=detector, box=box, face=face,
-            face_emotions=tuple(face_emotions), crf=crf, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
+            face_emotions=tuple(face_emotions), crf=crf, encoder_preset=encoder_preset, codec=codec, compare=compare, colour_match=colour_match, overwrite=overwrite, compile=compile_,
             allow_damaged=allow_damaged,
         ).validate()
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)

@@ -21,6 +21,8 @@ from .probing import HdrMetadata, VideoInfo, hdr_metadata
 
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 CODECS = ("auto", "h264", "hevc")
+# x264's and x265's presets, fastest first (both encoders take the same names); "medium" is both defaults
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 def output_format(path: str | Path) -> str:
@@ -110,6 +112,8 @@ class FrameWriter:
 
         if codec not in CODECS:
             raise MediaError(f"unknown codec {codec!r}: use {', '.join(CODECS)}")
+        if preset not in PRESETS:
+            raise MediaError(f"unknown encoder preset {preset!r}: use {', '.join(PRESETS)}")
         self.path = Path(path)
         self.info = info
         self.width = width or info.width
@@ -228,13 +232,21 @@ class FrameWriter:
             if self.stream is None:
                 self._open_video(frame.layout)
             av_frame = self._av_frame(frame)
-            for packet in self.stream.encode(av_frame):
-                self.container.mux(packet)
-            if self.side is not None:
-                self.side.mux_until(float(av_frame.pts * self.layout.time_base) + 1.0)
+            self._mux(self._encode(av_frame), float(av_frame.pts * self.layout.time_base) + 1.0)
         except (av.FFmpegError, OSError) as exc:
             raise self._error(exc) from None
         self.frames += 1
+
+    def _encode(self, av_frame) -> list:
+        """The encoder's packets for one frame (``None``: flush what it holds)."""
+        return list(self.stream.encode(av_frame))
+
+    def _mux(self, packets: list, until: float | None) -> None:
+        """Write the video packets, and the side streams' packets up to ``until`` seconds (``None``: all)."""
+        for packet in packets:
+            self.container.mux(packet)
+        if self.side is not None:
+            self.side.mux_until(until)
 
     def _error(self, exc: BaseException) -> MediaError:
         if _is_disk_full(exc):
@@ -252,11 +264,7 @@ class FrameWriter:
             return
         self._closed = True
         try:
-            if self.stream is not None:
-                for packet in self.stream.encode(None):
-                    self.container.mux(packet)
-            if self.side is not None:
-                self.side.mux_until(None)
+            self._mux(self._encode(None) if self.stream is not None else [], None)
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
             self._release()
