@@ -60,7 +60,7 @@ MUTATIONS = (
              "timeline.Keyframe(t, options.intensity * v,", "timeline.Keyframe(t, v,",
              ("tests/test_option_effects.py", "-k", "intensity")),
     Mutation("--blend ignored (always the default 0.5 s)", "src/cmet_cli/pipeline.py",
-             "CmetEditor(self.models, self.plan, self.options.blend,", "CmetEditor(self.models, self.plan, 0.5,",
+             "CmetEditor(self.models, plan, self.options.blend,", "CmetEditor(self.models, plan, 0.5,",
              ("tests/test_option_effects.py", "-k", "blend")),
     Mutation("--crf ignored", "src/cmet_cli/stream.py",
              "crf=options.crf,", "crf=18,", ("tests/test_option_effects.py", "-k", "crf")),
