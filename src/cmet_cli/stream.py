@@ -58,8 +58,8 @@ def prefetch(items: Iterable, depth: int, name: str = "prefetch") -> Iterator:
                 close()  # a generator's decoder is released here, in its own thread, not at interpreter exit
 
     thread = threading.Thread(target=run, daemon=True, name=f"cmet-{name}")
-    thread.start()
     try:
+        thread.start()  # inside the try: a signal raised while it waits for the thread must still stop and drain it
         while True:
             item = q.get()
             if item is _END:
