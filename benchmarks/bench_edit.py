@@ -114,18 +114,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def make_clip(cache: Path, frames: int, size: tuple[int, int], source: Path = SAMPLE) -> Path:
-    """The benchmark's clip of ``frames`` frames at W×H (``tests.clips.looped_clip``), made once into ``cache``.
+def make_clip(cache: Path, frames: int, size: tuple[int, int], source: Path = SAMPLE, faces: int = 1) -> Path:
+    """The benchmark's clip of ``frames`` frames at W×H (``tests.clips.looped_clip``; ``faces=2``: the face and its
+    mirror side by side), made once into ``cache``.
 
     Made under a temporary name and renamed, so that an interrupted run never leaves a short clip to be reused."""
     w, h = size
-    target = cache / "clips" / f"{source.stem}_{w}x{h}_{frames}.mp4"
+    target = cache / "clips" / f"{source.stem}{'_two_faces' if faces == 2 else ''}_{w}x{h}_{frames}.mp4"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}-{os.getpid()}.mp4")
     try:
-        looped_clip(tmp, frames=frames, size=size, rate=FPS, source=source)
+        looped_clip(tmp, frames=frames, size=size, rate=FPS, source=source, faces=faces)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,20 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_edit import BANK, FPS, PRESET, SIZES, default_cache, loadavg, parse_size, standin_weights
-
-
-def make_two_face_clip(cache: Path, frames: int, size: tuple[int, int]) -> Path:
-    from tests.clips import looped_clip
-
-    w, h = size
-    target = cache / "clips" / f"two_faces_{w}x{h}_{frames}.mp4"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part.mp4")
-        looped_clip(tmp, frames=frames, size=size, rate=FPS, faces=2)
-        tmp.replace(target)
-    return target
+from .bench_edit import BANK, PRESET, SIZES, default_cache, loadavg, make_clip, parse_size, standin_weights
 
 
 def timed_networks(models) -> dict[str, float]:
@@ -87,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cache = default_cache()
     weights = standin_weights(cache, 64 if args.small_model else 256)
-    clip = make_two_face_clip(cache, args.frames, args.size)
+    clip = make_clip(cache, args.frames, args.size, faces=2)
     one, both = run(clip, weights, args.device, "1"), run(clip, weights, args.device, "all")
     for row in (one, both):
         print(json.dumps(row), flush=True)

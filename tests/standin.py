@@ -24,17 +24,22 @@ def cached_weights(cache: Path, size: int) -> Path:
     Written into a temporary folder renamed into place, so that a run that is interrupted, or two runs at
     once (benchmarks sharing one cache folder), never see half-written files.
     """
-    target = cache / f"standin-{size}"
-    if (target / "EDTalk.pt").is_file():
+    return _cached_folder(cache / f"standin-{size}", "EDTalk.pt", lambda tmp: write_weights(tmp, size=size))
+
+
+def _cached_folder(target: Path, marker: str, build) -> Path:
+    """``target``, built once by ``build(folder)`` into a temporary folder beside it and renamed into place;
+    ``marker``: the file whose presence says it is complete (another run may have renamed it in meanwhile)."""
+    if (target / marker).is_file():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-", dir=cache))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        write_weights(tmp, size=size)
+        build(tmp)
         try:
             tmp.rename(target)
         except OSError:  # written meanwhile by another run
-            if not (target / "EDTalk.pt").is_file():
+            if not (target / marker).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -79,22 +84,13 @@ def cached_speech_weights(cache: Path, size: int) -> Path:
     import torch
 
     base = cached_weights(cache, size)
-    target = cache / f"standin-{size}-speech"
-    if (target / "emotion2vec_plus_large.pt").is_file():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".standin-{size}-speech-", dir=cache))
-    try:
+
+    def build(tmp: Path) -> None:
         for path in base.iterdir():
             (tmp / path.name).symlink_to(path)
         torch.save(small_speech_state(), tmp / "emotion2vec_plus_large.pt")
-        try:
-            tmp.rename(target)
-        except OSError:  # written meanwhile by another run
-            if not (target / "emotion2vec_plus_large.pt").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    return _cached_folder(cache / f"standin-{size}-speech", "emotion2vec_plus_large.pt", build)
 
 
 def small_generator_state(size: int) -> dict:
