@@ -105,3 +105,61 @@ def test_frontality_prefers_symmetric_faces():
     assert faces.frontality(marks) == pytest.approx(1.0)
     marks[30] = (35, 60)  # nose towards one eye: the head is turned
     assert faces.frontality(marks) < 0.8
+
+
+def _paste_reference(planes, face, box, mask, conv, sub):
+    """paste_planes done the slow, plain way: the whole box scaled up, every plane blended with numpy."""
+    import cv2
+
+    from cmet_cli.colour import from_rgb
+
+    def up(values):
+        return faces.cropping._resize(np.ascontiguousarray(values, np.float32), box.side)
+
+    h, w = planes[0].shape
+    sx, sy = sub
+    grid = np.zeros((h + box.side * 2, w + box.side * 2), np.float32)  # the box on a canvas with room around
+    def on_frame(values):
+        canvas = grid.copy()
+        canvas[box.y0 + box.side:box.y0 + 2 * box.side, box.x0 + box.side:box.x0 + 2 * box.side] = values
+        return canvas[box.side:box.side + h, box.side:box.side + w]
+    alpha = on_frame(np.clip(up(mask), 0, 1))
+    y, u, v = from_rgb(face, conv)
+    out = []
+    for k, (plane, values) in enumerate(zip(planes, (y, u, v))):
+        weighted, a = on_frame(up(values)) * alpha, alpha
+        if k and (sx or sy):
+            size = (w >> sx, h >> sy)
+            weighted, a = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (weighted, a))
+        new = np.clip(np.rint(plane - plane * a + weighted), 0, conv.peak)
+        out.append(new.astype(plane.dtype))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paste_planes_matches_the_plain_computation(seed):
+    """The paste-back computes only the mask's bounding box, with OpenCV's element-wise calls: it must give what
+    blending the whole box with numpy gives. Measured over 300 random cases (8/10-bit, 4:2:0/4:2:2/4:4:4, boxes
+    past the frame's edges, odd offsets): 270 of 16.2 M samples differ, all by 1 code value (OpenCV scales one
+    channel and two channels with different float rounding, ≤ 4e-3 code values). Bound: ≤ 1 code value on
+    ≤ 0.1 % of the samples. A window 3 mask pixels too small leaves the feathered edge unblended: 53 code values."""
+    from cmet_cli.colour import Conversion
+
+    rng = np.random.default_rng(seed)
+    bits = (8, 10)[seed % 2]
+    conv = Conversion(("bt709", "bt601")[seed // 2 % 2], bool(seed % 3), bits)
+    sub = [(1, 1), (1, 0), (0, 0), (1, 1)][seed]
+    h, w = 96, 128
+    dtype = np.uint8 if bits == 8 else np.uint16
+    peak = (1 << bits) - 1
+    planes = [rng.integers(0, peak + 1, (h, w)).astype(dtype)] + [
+        rng.integers(0, peak + 1, (h >> sub[1], w >> sub[0])).astype(dtype) for _ in range(2)]
+    mask = faces.face_mask(64)
+    face = rng.uniform(-10, 265, (64, 64, 3)).astype(np.float32)
+    for box in (faces.CropBox(21, 7, 75), faces.CropBox(-30, 40, 90), faces.CropBox(w - 50, -20, 81)):
+        got = [p.copy() for p in planes]
+        faces.paste_planes(got, face, box, mask, conv, sub)
+        want = _paste_reference([p.astype(np.float32) for p in planes], face, box, mask, conv, sub)
+        for g, r in zip(got, want):
+            diff = np.abs(g.astype(int) - r.astype(int))
+            assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (box, diff.max(), (diff > 0).mean())
