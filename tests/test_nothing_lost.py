@@ -109,6 +109,21 @@ def test_verify_output_catches_a_broken_file(tmp_path, ten_frames):
         media.verify_output(cut, 10, 1)
 
 
+def test_verify_output_catches_a_cut_whose_index_survives(tmp_path, ten_frames):
+    """With the index first (`+faststart`), a file cut inside its last bytes still opens and still lists every
+    frame; decoding it counted all 10 frames too (the decoder conceals the cut frame). Its packets do not add up."""
+    whole = tmp_path / "whole.mp4"
+    ffmpeg("-i", str(ten_frames), "-c", "copy", "-movflags", "+faststart", str(whole))
+    media.verify_output(whole, 10, 1)
+    data = whole.read_bytes()
+    for kept in (len(data) - 100, len(data) * 7 // 10):
+        cut = tmp_path / f"cut-{kept}.mp4"
+        cut.write_bytes(data[:kept])
+        assert media.probe(cut).declared_frames == 10  # the index still says 10
+        with pytest.raises(media.MediaError, match="cut short|holds [0-9] of 10 frames"):
+            media.verify_output(cut, 10, 1)
+
+
 # ---------------------------------------------------------------- damaged and non-regular inputs
 
 def test_truncated_input_fails_unless_allowed(tmp_path, ten_frames, small_weights, model_loads):
