@@ -114,6 +114,14 @@ def test_encoder_preset_reaches_the_encoder(tmp_path, clip, happy, small_weights
     assert np.array_equal(frames(fast), frames(happy[0]))  # lossless either way: only the encoding differs
 
 
+def test_encoder_runs_frame_threads(happy) -> None:
+    """x264 threads over frames, as the ffmpeg command line runs it, not over slices of each frame (PyAV's default).
+    With the 24 threads x264 picks on 16 cores (asked for here on 2), slices made 200 frames of the 720p benchmark
+    clip 11 % larger at the same crf: 11 slices, 894,984 bytes against 805,369."""
+    settings = encoder_settings(happy[0])
+    assert settings["sliced_threads"] == "0" and int(settings["threads"]) >= 1
+
+
 def test_encoder_preset_is_checked(tmp_path, clip) -> None:
     from cmet_cli.cli.editing import ENCODER_PRESETS
     from cmet_cli.options import EditOptions, OptionError
