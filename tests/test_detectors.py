@@ -3,7 +3,10 @@
 OpenCV 5 is simulated on the installed OpenCV 4 by removing ``cv2.CascadeClassifier`` (what the 5.x wheels
 lack; checked on opencv-python-headless 5.1.0.95: ``FaceDetectorYN`` is there, ``CascadeClassifier`` is not)
 and by setting its version. YuNet's network cannot be fetched here, so ``FakeYuNet`` stands in for
-``cv2.FaceDetectorYN``: it answers the API the detector calls with the face the test put in the frame.
+``cv2.FaceDetectorYN``: it answers the API the detector calls with the face the test put in the frame. The last
+tests run the real ``cv2.FaceDetectorYN`` instead, on a stand-in network with YuNet's inputs and outputs whose
+faces are known by construction (``tests/data/detectors``, written by ``tools/yunet_standin.py``); with the 5.1.0
+wheel first on PYTHONPATH this file passes on a real OpenCV 5 too (the cascade tests skip).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from cmet_cli.faces import detection
 from cmet_cli.faces.detection import YuNetDetector, detector_kind, detector_problems, make_detector, yunet_model
 
 from .cli_support import BANK, assert_one_line_failure, cmet, leftovers
+from .clips import ffmpeg
 from .media_checks import frames
 
 YUNET = {"yunet": Path("face_detection_yunet_2023mar.onnx")}
@@ -52,8 +56,8 @@ class FakeYuNet:
 
 @pytest.fixture
 def opencv5(monkeypatch):
-    """The installed cv2 made to look like OpenCV 5: no Haar cascade."""
-    monkeypatch.delattr(cv2, "CascadeClassifier")
+    """The installed cv2 made to look like OpenCV 5: no Haar cascade (on a real OpenCV 5, there is none to remove)."""
+    monkeypatch.delattr(cv2, "CascadeClassifier", raising=False)
     monkeypatch.setattr(cv2, "__version__", "5.1.0")
 
 
@@ -66,11 +70,13 @@ def fake_yunet(monkeypatch):
 
 # ---------------------------------------------------------------- selection
 
+@pytest.mark.cascade
 def test_opencv4_auto_falls_back_to_the_cascade_without_models():
     assert detector_kind("auto", {}) == "cascade"
     assert detector_problems({})["cascade"] is None
 
 
+@pytest.mark.cascade
 def test_auto_prefers_yunet_over_the_cascade(fake_yunet):
     assert detector_kind("auto", YUNET) == "yunet"
     assert detector_kind("cascade", YUNET) == "cascade"  # a choice is honoured
@@ -92,6 +98,7 @@ def test_opencv5_uses_yunet(opencv5, fake_yunet):
     assert isinstance(make_detector("auto", YUNET), YuNetDetector)
 
 
+@pytest.mark.cascade
 def test_opencv_without_yunet(monkeypatch):
     """An OpenCV older than 4.5.4 (no FaceDetectorYN): YuNet is refused, the cascade still runs."""
     monkeypatch.delattr(cv2, "FaceDetectorYN")
@@ -202,3 +209,73 @@ def test_doctor_says_which_detectors_run_and_why(tmp_path, yunet_weights, opencv
 def test_doctor_without_any_detector_says_box(tmp_path, opencv5):
     run = cmet("doctor", env={"CMET_HOME": str(tmp_path / "empty-cache")})
     assert "face detectors (OpenCV 5.1.0; none can run: an edit needs --box X,Y,W,H):" in run.stdout.splitlines()
+
+
+# ---------------------------------------------------------------- the real cv2.FaceDetectorYN, with a stand-in network
+
+STANDINS = Path(__file__).resolve().parent / "data" / "detectors"
+STANDIN_FILES = {"fixed": STANDINS / "yunet-standin.onnx", "dynamic": STANDINS / "yunet-standin-dynamic.onnx"}
+
+
+@pytest.mark.parametrize("variant", sorted(STANDIN_FILES))
+def test_real_yunet_finds_the_face_its_standin_network_defines(variant):
+    """The installed OpenCV's own ``FaceDetectorYN`` runs a network with YuNet's input and twelve outputs
+    (``tools/yunet_standin.py``; the zoo's model cannot be fetched here). By construction, a white 32x32 cell on
+    the 32-px grid is one frontal face: a box 3 cells wide centred on the cell, score 1. The 1280x720 frame is
+    detected at 640x360, so the white 64x64 square at (640, 320) is that cell, and the box comes back doubled.
+    Run on OpenCV 4.14 and on 5.1.0 (opencv-python-headless 5.1.0.95 first on PYTHONPATH): both variants pass."""
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[320:384, 640:704] = 255
+    [face] = YuNetDetector(str(STANDIN_FILES[variant]))(frame)
+    assert (face.x, face.y, face.w, face.h) == pytest.approx((576, 256, 192, 192), abs=0.5)
+    assert face.score == pytest.approx(192 * 192, rel=1e-3)  # score 1, frontal landmarks: the whole area counts
+
+
+@pytest.fixture
+def square_clip(tmp_path) -> Path:
+    """10 frames of a white 32x32 square on black at (320, 160), 640x360: the stand-in YuNet's one face."""
+    clip = tmp_path / "square.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=black:s=640x360:r=25:d=0.4,drawbox=x=320:y=160:w=32:h=32:color=white:t=fill",
+           "-f", "lavfi", "-i", "sine=duration=0.4", "-pix_fmt", "yuv420p", "-shortest", str(clip))
+    return clip
+
+
+def with_standin_yunets(folder: Path) -> Path:
+    """The stand-in networks under the zoo's file names (fixed shape as 2023mar, dynamic as 2026may)."""
+    folder.mkdir(exist_ok=True)
+    for name, standin in (("yunet", STANDIN_FILES["fixed"]), ("yunet-dynamic", STANDIN_FILES["dynamic"])):
+        (folder / BOTH_YUNETS[name]).write_bytes(standin.read_bytes())
+    return folder
+
+
+def test_cmet_faces_with_the_real_yunet(tmp_path, square_clip):
+    """`cmet faces --detector yunet` end to end on the installed OpenCV, the stand-in network installed under the
+    zoo's file names in `--weights-dir`: the white square of every frame is the one face, where the network
+    puts it (centre of the cell, 3 cells wide)."""
+    clip, folder = square_clip, with_standin_yunets(tmp_path / "weights")
+    run = cmet("faces", clip, "--detector", "yunet", "--weights-dir", folder, "--json",
+               env={"CMET_HOME": str(tmp_path / "empty-cache")})
+    assert run.code == 0 and run.stderr == "", run.stderr  # OpenCV 5's load-time warning is not shown
+    [face] = json.loads(run.stdout)["faces"]
+    assert face["frames"] == 10 and face["centre"] == pytest.approx([336, 176], abs=1) and face["size"] == pytest.approx(96, abs=1)
+
+
+def test_edit_with_the_real_yunet(tmp_path, square_clip, yunet_weights, model_loads):
+    """`cmet edit` with `--detector auto` where only YuNet's files are installed besides the networks: on OpenCV 4
+    auto takes YuNet over the cascade, on OpenCV 5 it is the only one; the real FaceDetectorYN runs the stand-in
+    network, and every frame's face is edited, the frame outside the face's box left as it was."""
+    with_standin_yunets(yunet_weights)
+    out, report = tmp_path / "out.mp4", tmp_path / "report.json"
+    run = cmet("edit", square_clip, "-o", out, "--preset", "happy", "--report", report, "--weights-dir", yunet_weights,
+               "--bank", BANK, "--device", "cpu", env={"CMET_HOME": str(tmp_path / "empty-cache")})
+    assert run.code == 0, run.stderr
+    [row] = json.loads(report.read_text())["results"]
+    assert row["warnings"] == [] and row["face_frames"] == 10 == row["frames"]
+    a, b = frames(square_clip), frames(out)
+    assert a.shape == b.shape
+    outside = np.ones(a.shape[1:3], bool)
+    outside[100:260, 250:420] = False  # the face box (96 px about (336, 176)) grown by its crop margin
+    # measured: 0 outside (flat black comes back exact through x264), the changed pixels within rows 120-233 and
+    # columns 287-383, and a mean change of 82 code values on the square
+    assert np.abs(a[:, outside].astype(int) - b[:, outside]).max() <= 1
+    assert np.abs(a[:, 160:192, 320:352].astype(int) - b[:, 160:192, 320:352]).mean() > 20  # the face changed

@@ -7,8 +7,9 @@ the OpenCV model zoo) or OpenCV's frontal Haar cascade (no download; gone from O
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -156,7 +157,8 @@ class YuNetDetector:
         import cv2
 
         try:
-            self._net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), self.SCORE, self.NMS, self.TOP_K)
+            with _opencv_errors_only(cv2):
+                self._net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), self.SCORE, self.NMS, self.TOP_K)
         except cv2.error as exc:
             raise UsageError(f"--detector yunet: OpenCV {cv2.__version__} cannot load {model} "
                              f"({_first_line(exc)})") from None
@@ -170,6 +172,22 @@ class YuNetDetector:
             self._size = size
         _, found = self._net.detect(np.ascontiguousarray(small[..., ::-1]))  # YuNet takes BGR
         return [_yunet_detection(row, scale) for row in (found if found is not None else [])]
+
+
+@contextmanager
+def _opencv_errors_only(cv2) -> Iterator[None]:
+    """OpenCV's own log cut to errors while a model loads: OpenCV 5.1 warns on stderr at every YuNet it creates
+    ("setPreferableTarget Targets are not supported by the new graph engine for now"), which says nothing to a user."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None or not hasattr(logging, "getLogLevel"):
+        yield
+        return
+    before = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(before)
 
 
 def _yunet_detection(row: np.ndarray, scale: float) -> Detection:
