@@ -68,6 +68,7 @@ def big_clip(tmp_path_factory):
                      seconds=0.48, audio=False)
 
 
+@pytest.mark.cascade
 def test_tracking_converts_only_keyframes_and_never_decodes_whole_frames_to_rgb(big_clip, monkeypatch):
     info = media.probe(big_clip)
     converted = []
@@ -83,6 +84,7 @@ def test_tracking_converts_only_keyframes_and_never_decodes_whole_frames_to_rgb(
     assert converted == [(427, 640)] * 4  # frames 0, 5, 10 and 11, each at most 640 px on its longer side
 
 
+@pytest.mark.cascade
 def test_boxes_match_detection_on_whole_rgb_frames(big_clip):
     """The same cascade on whole RGB frames (ffmpeg's conversion, the detector's own downscale) finds the face
     where the tracking pass does. Measured (``/work/main/.venv/bin/python`` on this test's clip, 2026-12-04): the
