@@ -284,6 +284,8 @@ def _warm_up(models, keyframes, shapes: list[int], rounds: int = 1) -> None:
 
     from cmet_cli.face_editor import CmetEditor
 
+    if not shapes:
+        return
     size = models.crop_size
     crops = np.random.default_rng(0).integers(0, 256, (max(shapes), size, size, 3), dtype=np.uint8)
     editor = CmetEditor(models, keyframes, 0.5)

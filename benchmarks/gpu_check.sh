@@ -11,8 +11,11 @@
 #      host RSS and device peak, and their ratios (goal ≤ 1.1);
 #   6. 720p with --compile (cmet's own, mode default) and with --compile reduce-overhead (CUDA graphs), each next to
 #      the plain 720p row (last: their compile time is the least certain cost).
-# Prints one summary line per row at the end, with the row's wall time. Logs and JSON go to $OUT (the device
-# tool's folder) or to CMET_CHECK_DIR, else a temporary folder. Usage, from the repository root:
+# Prints one summary line per row at the end, with the row's wall time. Logs, JSON and the benchmark's cache go to
+# CMET_CHECK_DIR, else a temporary folder; where $OUT is set (the device tool's folder, which returns at most 8
+# files), three files go there: gpu_check_summary.txt (written row by row, so a run cut short keeps its rows),
+# gpu_check_reports.jsonl (each row's JSON report) and gpu_check_logs.tar.gz (every log, the CUDA spreads).
+# Usage, from the repository root:
 #   bash benchmarks/gpu_check.sh                 # PYTHON=python3 by default (the environment with cmet's packages)
 #   CMET_CHECK_DRY=1 bash benchmarks/gpu_check.sh   # the same rows on the CPU, small model, few frames: tries the script
 #   CMET_CHECK_ONLY='compile|graphs' bash benchmarks/gpu_check.sh   # only the rows whose name matches (bash regex)
@@ -22,14 +25,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-DIR=${CMET_CHECK_DIR:-${OUT:-$(mktemp -d -t cmet-gpu-check-XXXXXX)}}
-mkdir -p "$DIR"
+DIR=${CMET_CHECK_DIR:-$(mktemp -d -t cmet-gpu-check-XXXXXX)}
+RESULTS=${OUT:-$DIR}  # where the summary and the reports go
+mkdir -p "$DIR" "$RESULTS"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export CMET_GPU_SPREAD="$DIR/gpu_spread.jsonl" CMET_BENCH_CACHE="${CMET_BENCH_CACHE:-$DIR/bench-cache}"
-rm -f "$CMET_GPU_SPREAD"
+SUMMARY="$RESULTS/gpu_check_summary.txt" REPORTS="$RESULTS/gpu_check_reports.jsonl"
+rm -f "$CMET_GPU_SPREAD" "$SUMMARY" "$REPORTS"
 rows=()
 started=$SECONDS
 ONLY=${CMET_CHECK_ONLY:-}
+row() { rows+=("$1"); printf '%s\n' "$1" >> "$SUMMARY"; }  # a summary line, kept at once
 
 # Frame counts. E: 720p/1080p edit rows and the compile rows (240 = 3 batches of 80, the batch an H200's free
 # memory gives, runtime.default_batch_size: one batch shape, so a compiled row compiles in its warm-up only);
@@ -40,8 +46,14 @@ if [ -n "${CMET_CHECK_DRY:-}" ]; then
   DEVICE=cpu; E=10; E4=5; M=20; M4=5; RSS=(--rss-seconds 0.4,2.4); MODEL=(--small-model); FULL=()
   BUDGET=${CMET_CHECK_BUDGET_S:-1800}
 fi
-if ! "$PY" -c 'import torch, cv2' 2>/dev/null; then
-  echo "gpu_check: $PY cannot import torch and cv2: run it with the environment that has cmet's packages (PYTHON=...)"; exit 2
+if ! missing=$("$PY" -c 'import importlib.util as u; print(" ".join(m for m in ("torch", "cv2", "av", "numpy", "click") if not u.find_spec(m)))'); then
+  echo "gpu_check: cannot run $PY (PYTHON=...)"; exit 2
+fi
+if [ -n "$missing" ]; then
+  echo "gpu_check: $PY cannot import $missing: run it with the environment that has cmet's packages (PYTHON=...)"; exit 2
+fi
+if ! command -v ffmpeg > /dev/null || ! command -v ffprobe > /dev/null; then
+  echo "gpu_check: ffmpeg and ffprobe must be on the PATH (cmet probes with ffprobe; the benchmark makes its clips with ffmpeg)"; exit 2
 fi
 if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "gpu_check: no CUDA device here (torch.cuda.is_available() is False)"; exit 2
@@ -64,9 +76,9 @@ if wanted cuda-tests; then
   t=$SECONDS
   limited "$BUDGET" "$PY" -m pytest -q -p no:cacheprovider -m cuda -rs tests ${CMET_CHECK_DRY:+-k summary_plugin} 2>&1 \
     | tee "$DIR/cuda_tests.log"
-  rows+=("cuda tests ($((SECONDS - t)) s): $(grep -E '^cmet tests:' "$DIR/cuda_tests.log" | tail -1)")
+  row "cuda tests ($((SECONDS - t)) s): $(grep -E '^cmet tests:' "$DIR/cuda_tests.log" | tail -1)"
   if [ -s "$CMET_GPU_SPREAD" ]; then
-    while IFS= read -r line; do rows+=("spread: $line"); done < <("$PY" - "$CMET_GPU_SPREAD" <<'EOF'
+    while IFS= read -r line; do row "spread: $line"; done < <("$PY" - "$CMET_GPU_SPREAD" <<'EOF'
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
@@ -86,18 +98,21 @@ bench() {  # NAME [--vs BASE] [--cap S] ARGS...: python -m benchmarks.bench_edit
   log="$DIR/bench_$name.log"; t=$SECONDS
   limited "$cap" "$PY" -m benchmarks.bench_edit "$@" > "$log" 2>&1; rc=$?
   case $rc in
-    0) rows+=("bench $name ($((SECONDS - t)) s): $("$PY" -m benchmarks.gpu_rows "$log" "${base[@]}")") ;;
-    125) rows+=("bench $name: NOT RUN (the script's budget of $BUDGET s was spent; CMET_CHECK_ONLY='$name' runs it)") ;;
-    124|137) rows+=("bench $name: STOPPED after $((SECONDS - t)) s (the script's budget; see $log)") ;;
-    *) rows+=("bench $name: FAILED (exit $rc): $("$PY" -m benchmarks.gpu_rows --failed "$log") (see $log)") ;;
+    0) row "bench $name ($((SECONDS - t)) s): $("$PY" -m benchmarks.gpu_rows "$log" "${base[@]}")"
+       printf '{"row": "%s", "seconds": %d, "report": %s}\n' "$name" $((SECONDS - t)) "$(tail -1 "$log")" >> "$REPORTS" ;;
+    125) row "bench $name: NOT RUN (under 15 s left of the script's budget of $BUDGET s; CMET_CHECK_ONLY='^$name\$' runs it)" ;;
+    124|137) row "bench $name: STOPPED after $((SECONDS - t)) s (the script's budget; see ${log##*/})" ;;
+    *) row "bench $name: FAILED (exit $rc): $("$PY" -m benchmarks.gpu_rows --failed "$log") (see ${log##*/})" ;;
   esac
 }
-skip() { wanted "$1" && rows+=("bench $1: SKIPPED ($2)"); }
+skip() { wanted "$1" && row "bench $1: SKIPPED ($2)"; }
 
 # Estimates for the H200 host (16 cores), from its media-only 720p run (74 fps, issue 21) and the 2-core ratios
 # between sizes (media-only 1080p ~2.9x, 2160p ~10x the time of 720p, RESULTS.md): the edit rows are media-bound.
 # An edit row = start, CUDA init, loading, warm-up (~15 s) + two untimed tracking/crop passes for the network-only
-# runs + the edit + two network-only passes (< 1 s each if the network runs at >= 360 fps).
+# runs + the edit + two network-only passes (< 1 s each if the network runs at >= 360 fps). All rows together:
+# ~505 s with the CUDA tests, over the 450 s budget by the compiled rows' share: those are the rows at risk, and
+# CMET_CHECK_ONLY='^(720p|compile-720p|graphs-720p)$' takes them alone (~4 min; the 720p row is their baseline).
 bench 720p --device "$DEVICE" --size 720p --frames "$E" --no-flops "${MODEL[@]}"      # ~30 s
 bench 1080p --device "$DEVICE" --size 1080p --frames "$E" --no-flops "${MODEL[@]}"    # ~40 s
 bench 2160p --device "$DEVICE" --size 2160p --frames "$E4" --no-flops "${MODEL[@]}"   # ~50 s
@@ -118,11 +133,12 @@ if [ "$DEVICE" = cuda ]; then
   bench compile-720p --vs 720p --cap 200 --device cuda --size 720p --frames "$E" --no-flops --compile
   bench graphs-720p --vs 720p --cap 200 --device cuda --size 720p --frames "$E" --no-flops --compile reduce-overhead
 else
-  why="torch.compile on the CPU took 76 s for one 10-frame small-model row on 2 cores; try it alone with"
+  why="torch.compile on the CPU took 40-76 s per 10-frame small-model row here (2 shared cores); try it alone:"
   skip compile-720p "$why python -m benchmarks.bench_edit --small-model --frames 10 --compile"
   skip graphs-720p "$why python -m benchmarks.bench_edit --small-model --frames 10 --compile reduce-overhead"
 fi
 
+[ -n "${OUT:-}" ] && tar -czf "$OUT/gpu_check_logs.tar.gz" -C "$DIR" --exclude bench-cache .
 echo
 echo "gpu_check summary ($((SECONDS - started)) s):"
 printf '  %s\n' "${rows[@]}"
