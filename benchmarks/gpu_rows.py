@@ -63,13 +63,18 @@ def compare_line(report: dict, base: dict) -> str:
     return "; ".join(parts)
 
 
+EXCEPTION_LINE = re.compile(r"error:|[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt)\b")
+TRAILER = "benchmark run failed"  # bench_edit's own last line when its child fails: says nothing of why
+
+
 def failure_line(log: str) -> str:
-    """Why a run failed: the log's last line that says ``error``/``Error`` (an ``error: …`` line or an exception),
-    else its last line."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "error" in line.lower() and not line.startswith("benchmark run failed"):
-            return line[:300]
+    """Why a run failed: the log's last ``error: …`` line or exception line (``RuntimeError: …``,
+    ``torch._dynamo.exc.BackendCompilerFailed: …``), else its last line naming an error, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip() and not line.startswith(TRAILER)]
+    for pick in (EXCEPTION_LINE.match, lambda line: "error" in line.lower()):
+        for line in reversed(lines):
+            if pick(line):
+                return line[:300]
     return lines[-1][:300] if lines else "no output"
 
 
@@ -88,10 +93,12 @@ def main(argv: list[str]) -> int:
         return 0
     line = row_line(report)
     if len(argv) == 2:
+        base = Path(argv[1])
         try:
-            line += f" | vs {Path(argv[1]).stem.removeprefix('bench_')}: {compare_line(report, report_of(Path(argv[1]).read_text(errors='replace')))}"
+            against = compare_line(report, report_of(base.read_text(errors="replace")))
         except (OSError, ValueError):
-            line += f" | vs {Path(argv[1]).stem.removeprefix('bench_')}: no report to compare with"
+            against = "no report to compare with"
+        line += f" | vs {base.stem.removeprefix('bench_')}: {against}"
     print(line)
     return 0
 

@@ -190,6 +190,9 @@ def test_gpu_check_summary_lines() -> None:
     log = "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA error: out of memory\nbenchmark run failed (exit 1)\n"
     assert gpu_rows.failure_line(log) == "RuntimeError: CUDA error: out of memory"
     assert gpu_rows.failure_line("error: no face detector can run here (...)\n") == "error: no face detector can run here (...)"
+    compiled = "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised: no C compiler\nbenchmark run failed (exit 1)\n"
+    assert gpu_rows.failure_line(compiled).startswith("torch._dynamo.exc.BackendCompilerFailed: ")
+    assert gpu_rows.failure_line("Killed\n") == "Killed" and gpu_rows.failure_line("") == "no output"
     with pytest.raises(ValueError):
         gpu_rows.report_of(log)
     assert gpu_rows.report_of("table\n" + json.dumps(edit) + "\n") == edit
