@@ -1,7 +1,8 @@
 """Benchmark of the real edit pipeline (``cmet edit``) on a clip made from the MEAD sample.
 
     python -m benchmarks.bench_edit --frames 50 --device cpu [--size 720p|1080p|2160p|WxH] [--small-model]
-    python -m benchmarks.bench_edit --rss-scaling [--device cpu]
+    python -m benchmarks.bench_edit --rss-scaling [--device cpu] [--full-model] [--rss-seconds 10,60]
+    python -m benchmarks.bench_edit --frames 240 --device cuda --compile [reduce-overhead] --no-flops
     python -m benchmarks.bench_edit --media-only --frames 10 --size 2160p   # and per stage (stage_times)
     python -m benchmarks.bench_edit --track-only --frames 50 --size 2160p
 
@@ -19,7 +20,8 @@ with the clips.
 256² ~61): the pipeline around it is the same, so memory and overhead checks run in minutes.
 
 Each measurement runs in a fresh process, so that its peak RSS counts model loading and the run and
-nothing else. In that process, after one untimed warm-up batch:
+nothing else. In that process, after an untimed warm-up (a batch of each length the edit will hand its
+face editor; three rounds with ``--compile``, so that compiling and CUDA graph recording happen there):
 
 1. ``network_only`` (first pass): the clip's face crops, in the batches the edit will hand its face
    editor (``stream.face_batches``), through a fresh ``CmetEditor`` (source encoding, encode, rollout,
@@ -28,13 +30,15 @@ nothing else. In that process, after one untimed warm-up batch:
    decode planes → crop → encode codes → connector rollout → render → paste back → encode + audio mux),
    models already loaded. Its face editor is a ``CmetEditor`` wrapped in ``MeasuredEditor``, which
    times every call and counts its FLOPs with ``FlopCounterMode`` (per edited frame; the once-per-clip
-   appearance source is reported apart);
+   appearance source is reported apart; not with ``--no-flops``, the timing rows on a GPU);
 3. ``network_only`` again. Network time is the mean of the two passes around the edit, so that a
    drift of the machine's load cancels to first order (each pass is reported too).
 
-``overhead_ratio`` = end-to-end time / network time. ``peak_rss_mb`` is the process's peak (loading
-included); ``before_edit_peak_rss_mb`` the peak before the edit (loading, warm-up, first network pass);
-``run_peak_rss_mb`` the peak during the edit alone (VmHWM reset before it; Linux).
+``overhead_ratio`` = end-to-end time / network time. ``gpu_busy_share`` = the time inside the network calls of
+the edit / its wall time (``busy_share`` says what it is and is not); where ``torch.cuda.utilization()`` works
+(pynvml present), ``gpu_util_percent`` is the mean of NVML's utilisation sampled every 0.1 s during the edit.
+``peak_rss_mb`` is the process's peak (loading included); ``before_edit_peak_rss_mb`` the peak before the edit
+(loading, warm-up, first network pass); ``run_peak_rss_mb`` the peak during the edit alone (VmHWM reset before it; Linux).
 The last line of output is one JSON object (see ``REQUIRED_KEYS``).
 """
 from __future__ import annotations
@@ -47,6 +51,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -67,7 +72,9 @@ FPS = 25
 PRESET = "sarcastic"
 SMALL_SIZE = 8  # crop size of the --small-model generator
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
-RSS_SECONDS = (10, 60)
+RSS_SECONDS = (10.0, 60.0)
+COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes; reduce-overhead: CUDA graphs (benchmark only)
+UTIL_PERIOD_S = 0.1  # how often the NVML utilisation is sampled during the edit
 MODULE = "benchmarks.bench_edit"  # how this file runs: python -m MODULE, from ROOT
 REQUIRED_KEYS = ("device", "precision", "frames", "gflop_per_frame", "network_fps", "end_to_end_fps",
                  "overhead_ratio", "peak_rss_mb", "peak_device_mb")
@@ -84,7 +91,7 @@ class RunSpec:
     batch_size: int | None
     network_only: bool = True
     count_flops: bool = True
-    compile: bool = False
+    compile: str = ""  # "": eager; "default": the product's --compile; "reduce-overhead": CUDA graphs too
     warm_up: bool = True
 
 
@@ -239,7 +246,7 @@ def _options(spec: RunSpec):
     from cmet_cli.options import EditOptions
 
     return EditOptions(preset=PRESET, device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
-                       weights_dir=Path(spec.weights_dir), bank_dir=BANK, overwrite=True, compile=spec.compile,
+                       weights_dir=Path(spec.weights_dir), bank_dir=BANK, overwrite=True, compile=spec.compile == "default",
                        **face_finding(Path(spec.clip))).validate()
 
 
@@ -263,18 +270,40 @@ def face_finding(clip: Path) -> dict:
     return {"box": centre_box(info.width, info.height)}
 
 
-def _warm_up(models, keyframes, batch: int) -> None:
-    """One full batch through a throwaway editor (first-call allocations, kernels per shape), untimed."""
+def warm_up_shapes(batch: int, n_frames: int) -> list[int]:
+    """The batch lengths an edit of ``n_frames`` frames hands its editor when every frame has a face and is edited
+    (the benchmark's clip and preset): full batches, then the remainder."""
+    return sorted({min(batch, n_frames), n_frames % batch} - {0}, reverse=True)
+
+
+def _warm_up(models, keyframes, shapes: list[int], rounds: int = 1) -> None:
+    """A batch of each length in ``shapes`` through a throwaway editor, ``rounds`` times (first-call allocations,
+    kernels per shape; compiled code: a compilation per shape, and CUDA graphs are recorded on a later call than
+    the first), untimed."""
     import numpy as np
 
     from cmet_cli.face_editor import CmetEditor
 
+    if not shapes:
+        return
     size = models.crop_size
-    crops = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    crops = np.random.default_rng(0).integers(0, 256, (max(shapes), size, size, 3), dtype=np.uint8)
     editor = CmetEditor(models, keyframes, 0.5)
-    editor.begin(crops[0], batch, FPS)
-    editor(crops, np.arange(batch))
+    editor.begin(crops[0], max(shapes), FPS)
+    for _ in range(rounds):
+        for n in shapes:
+            editor(crops[:n], np.arange(n))
     _sync(models.device)
+
+
+def compile_generator(models, mode: str) -> None:
+    """What ``--compile`` does in ``models.load_models``, with a ``torch.compile`` mode the product does not offer
+    (``reduce-overhead``: CUDA graphs, replayed per batch shape)."""
+    import torch
+
+    generator = models.generator
+    generator.encode = torch.compile(generator.encode, mode=mode)
+    generator.render = torch.compile(generator.render, mode=mode)
 
 
 @dataclass
@@ -340,23 +369,66 @@ def _load(spec: RunSpec) -> tuple[Any, Any, list, float]:
     options = _options(spec)
     started = time.perf_counter()
     models = load_models(options)
+    if spec.compile and spec.compile != "default":  # "default" is the product's own --compile (options.compile)
+        compile_generator(models, spec.compile)
     keyframes = emotion_plan(options, models.emotion.embed, models.emotion.bank)
     return options, models, keyframes, time.perf_counter() - started
 
 
-def _edit(spec: RunSpec, options, models, keyframes) -> tuple[Any, Span, Any, float]:
-    """The real edit, timed: (EditResult, span, the measured editor, the start time)."""
+def _utilisation_reader(device) -> Callable[[], int] | None:
+    """A call that reads the GPU's utilisation (NVML's percent of time a kernel ran, ``torch.cuda.utilization``),
+    or None where it cannot be read (not CUDA, no pynvml, no NVML)."""
+    if device.type != "cuda":
+        return None
+    import torch
+
+    try:
+        torch.cuda.utilization(device)
+    except Exception:  # pynvml missing, NVML absent or refusing: the figure is left out
+        return None
+    return lambda: torch.cuda.utilization(device)
+
+
+@contextmanager
+def utilisation_samples(read: Callable[[], int] | None, period_s: float = UTIL_PERIOD_S) -> Iterator[list[int]]:
+    """The values ``read()`` returns every ``period_s`` seconds, from a background thread, while the block runs
+    (none when ``read`` is None; sampling stops at the first failed read)."""
+    samples: list[int] = []
+    if read is None:
+        yield samples
+        return
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(period_s):
+            try:
+                samples.append(int(read()))
+            except Exception:
+                return
+
+    thread = threading.Thread(target=sample, name="cmet-bench-util", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _edit(spec: RunSpec, options, models, keyframes) -> tuple[Any, Span, Any, float, list[int]]:
+    """The real edit, timed: (EditResult, span, the measured editor, the start time, the GPU utilisation samples)."""
     from cmet_cli import pipeline
 
     from cmet_cli.face_editor import CmetEditor
 
     editor = MeasuredEditor(CmetEditor(models, keyframes, options.blend), count_flops=spec.count_flops)
     runner = pipeline.Editor(options, models=models, plan=keyframes, face_editor=editor)
+    read = _utilisation_reader(models.device)
     with tempfile.TemporaryDirectory(prefix="cmet-bench-") as tmp:
-        with timed() as span:
+        with utilisation_samples(read) as samples, timed() as span:
             started = time.perf_counter()
             result = runner.edit(spec.clip, Path(tmp) / "out.mp4")
-    return result, span, editor, started
+    return result, span, editor, started, samples
 
 
 def _reset_peaks(device) -> bool:
@@ -383,7 +455,7 @@ def run_child(spec: RunSpec) -> dict:
     batch = options.batch_size or default_batch_size(models.device)
     n_frames = media.probe(spec.clip).frame_count
     if spec.warm_up:
-        _warm_up(models, keyframes, batch)
+        _warm_up(models, keyframes, warm_up_shapes(batch, n_frames), rounds=3 if spec.compile else 1)
     network: list[Span] = []
     planned: list = []
     loads = {"before": loadavg()}
@@ -394,7 +466,7 @@ def run_child(spec: RunSpec) -> dict:
         del inputs
     before_rss = peak_rss_mb()
     can_reset = _reset_peaks(models.device)
-    result, end_to_end, editor, started = _edit(spec, options, models, keyframes)
+    result, end_to_end, editor, started, util = _edit(spec, options, models, keyframes)
     loads["after_end_to_end"] = loadavg()
     run_rss = peak_rss_mb()
     device_name, device_mb = _device_info(models.device)
@@ -413,7 +485,8 @@ def run_child(spec: RunSpec) -> dict:
         "peak_rss_mb": max(before_rss, run_rss), "before_edit_peak_rss_mb": before_rss,
         "run_peak_rss_mb": run_rss if can_reset else None, "peak_device_mb": device_mb, "device_name": device_name,
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[models.dtype],
-        "torch_threads": torch.get_num_threads(), "loadavg": loads,
+        "torch_threads": torch.get_num_threads(), "loadavg": loads, "compile": spec.compile or None,
+        "gpu_util_samples": util,
     }
 
 
@@ -441,6 +514,27 @@ def measure(spec: RunSpec) -> dict:
     return json.loads(lines[-1])
 
 
+def busy_share(network_in_run_s: float, end_to_end_s: float) -> float | None:
+    """``gpu_busy_share``: the share of the edit's wall time spent inside its network calls (each call ends with
+    the result copied back to the host, so the device's queue has drained).
+
+    It is an upper bound of the share of time the device computed: a call's time also counts the host's work in
+    it (moving the crops in and the faces out, launching kernels, the connector's small steps), and none of the
+    device's idle gaps inside a call is subtracted. It leaves out the appearance source (encoded once per clip,
+    in ``begin``). It is not NVML's utilisation (``gpu_util_percent``: the share of sampling periods in which any
+    kernel ran). On the CPU it is the networks' share of the edit's wall time."""
+    if not network_in_run_s or not end_to_end_s:
+        return None
+    return network_in_run_s / end_to_end_s
+
+
+def utilisation_report(samples: list[int]) -> dict:
+    """``gpu_util_percent`` (the mean of the samples) and their count; nothing when there are none."""
+    if not samples:
+        return {}
+    return {"gpu_util_percent": sum(samples) / len(samples), "gpu_util_samples": len(samples)}
+
+
 def summary(raw: dict, device: str) -> dict:
     """The report: the required keys first, then the detail."""
     edited = max(1, raw["face_frames"])
@@ -455,6 +549,9 @@ def summary(raw: dict, device: str) -> dict:
         "network_fps": edited / network_s if network_s else None,
         "end_to_end_fps": raw["frames"] / raw["end_to_end_s"],
         "overhead_ratio": raw["end_to_end_s"] / network_s if network_s else None,
+        "gpu_busy_share": busy_share(raw["network_in_run_s"], raw["end_to_end_s"]),
+        **utilisation_report(raw.get("gpu_util_samples") or []),
+        "compile": raw.get("compile"),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         "peak_device_mb": None if raw["peak_device_mb"] is None else round(raw["peak_device_mb"], 1),
         "device_name": raw["device_name"],
@@ -490,9 +587,10 @@ def headline(report: dict) -> str:
 
     parts = [f"{report['device']} {report['precision']}, {report['frames']} frames:",
              f"network {fmt('network_fps')} fps, end to end {fmt('end_to_end_fps')} fps,",
-             f"overhead {fmt('overhead_ratio')}, {fmt('gflop_per_frame')} GFLOP/frame, peak RSS {fmt('peak_rss_mb')} MB"]
+             f"overhead {fmt('overhead_ratio')}, busy share {fmt('gpu_busy_share')}, {fmt('gflop_per_frame')} GFLOP/frame,",
+             f"peak RSS {fmt('peak_rss_mb')} MB"]
     if "rss_ratio" in report:
-        parts.append(f"(RSS ratio 60 s / 10 s: {report['rss_ratio']:g})")
+        parts.append(f"(RSS ratio long / short clip: {report['rss_ratio']:g})")
     return " ".join(parts)
 
 
@@ -500,7 +598,8 @@ def bench(args: argparse.Namespace) -> dict:
     cache = args.cache_dir
     weights = args.weights_dir or standin_weights(cache, args.small_size if args.small_model else 256)
     clip = make_clip(cache, args.frames, args.size)
-    spec = RunSpec(str(clip), str(weights), args.device, args.precision, args.batch_size, compile=args.compile)
+    spec = RunSpec(str(clip), str(weights), args.device, args.precision, args.batch_size,
+                   count_flops=not args.no_flops, compile=args.compile or "")
     return summary(measure(spec), args.device)
 
 
@@ -553,11 +652,15 @@ def track_only(clip: Path) -> dict:
     on a machine with no detector models, as every recorded row): decoding every frame and detecting on every
     5th, in this process."""
     from cmet_cli import faces, media, stream
+    from cmet_cli.errors import UsageError
     from cmet_cli.models import detector_files
     from cmet_cli.options import EditOptions
 
     info = media.probe(clip)
-    detector = faces.make_detector("auto", detector_files())
+    try:
+        detector = faces.make_detector("auto", detector_files())
+    except UsageError as exc:  # e.g. OpenCV 5 (no cascade) and no detector model installed: nothing to time
+        raise SystemExit(f"error: {exc}") from None
     loads = {"before": loadavg()}
     with timed() as span:
         track = stream.track(info, EditOptions(preset="neutral", detector=detector.name), detector)
@@ -569,28 +672,44 @@ def track_only(clip: Path) -> dict:
 
 
 def rss_scaling(args: argparse.Namespace) -> dict:
-    """Peak RSS of a 10 s and a 60 s clip with the small model; the ratio should be ≤ 1.1."""
-    weights = args.weights_dir or standin_weights(args.cache_dir, args.small_size)
-    runs = {}
-    for seconds in RSS_SECONDS:
-        clip = make_clip(args.cache_dir, seconds * FPS, args.size)
+    """Peak memory of a short and a long clip (10 s and 60 s unless ``--rss-seconds``), the small model unless
+    ``--full-model``: the host's RSS, and on CUDA the device's peak; each ratio should be ≤ 1.1."""
+    weights = args.weights_dir or standin_weights(args.cache_dir, 256 if args.full_model else args.small_size)
+    runs = []
+    for seconds in args.rss_seconds:
+        clip = make_clip(args.cache_dir, max(1, round(seconds * FPS)), args.size)
         spec = RunSpec(str(clip), str(weights), args.device, args.precision, args.batch_size,
                        network_only=False, count_flops=False)
-        runs[seconds] = summary(measure(spec), args.device)
-        print(f"{seconds:>3d} s: {json.dumps(runs[seconds])}", flush=True)
-    return rss_report(runs[RSS_SECONDS[0]], runs[RSS_SECONDS[1]])
+        runs.append(summary(measure(spec), args.device))
+        print(f"{seconds:>4g} s: {json.dumps(runs[-1])}", flush=True)
+    return rss_report(runs[0], runs[1], args.rss_seconds)
 
 
-def rss_report(short: dict, long: dict) -> dict:
-    """The long run's report plus both peaks and their ratios (whole process; run only, after loading)."""
-    a, b = RSS_SECONDS
+def rss_report(short: dict, long: dict, seconds: tuple[float, float] = RSS_SECONDS) -> dict:
+    """The long run's report plus both peaks and their ratios: the whole process's RSS, the run's RSS (after
+    loading), and the device's (``peak_device_mb``: CUDA's peak allocation during the edit, weights included)."""
+    a, b = (f"{s:g}s" for s in seconds)
     report = dict(long)
-    report.update({"mode": "rss-scaling", f"peak_rss_{a}s_mb": short["peak_rss_mb"], f"peak_rss_{b}s_mb": long["peak_rss_mb"],
-                   "rss_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 4)})
+    report.update({"mode": "rss-scaling", "rss_seconds": list(seconds), f"peak_rss_{a}_mb": short["peak_rss_mb"],
+                   f"peak_rss_{b}_mb": long["peak_rss_mb"], "rss_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 4)})
     if short["run_peak_rss_mb"] and long["run_peak_rss_mb"]:
-        report.update({f"run_peak_rss_{a}s_mb": short["run_peak_rss_mb"], f"run_peak_rss_{b}s_mb": long["run_peak_rss_mb"],
+        report.update({f"run_peak_rss_{a}_mb": short["run_peak_rss_mb"], f"run_peak_rss_{b}_mb": long["run_peak_rss_mb"],
                        "run_rss_ratio": round(long["run_peak_rss_mb"] / short["run_peak_rss_mb"], 4)})
+    if short.get("peak_device_mb") and long.get("peak_device_mb"):
+        report.update({f"peak_device_{a}_mb": short["peak_device_mb"], f"peak_device_{b}_mb": long["peak_device_mb"],
+                       "device_ratio": round(long["peak_device_mb"] / short["peak_device_mb"], 4)})
     return report
+
+
+def parse_seconds(text: str) -> tuple[float, float]:
+    """``--rss-seconds SHORT,LONG``: two clip lengths in seconds, the short one first."""
+    try:
+        short, long = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use SHORT,LONG in seconds, e.g. 10,60") from None
+    if not 0 < short < long:
+        raise argparse.ArgumentTypeError(f"{text!r}: the short clip must be longer than 0 s and shorter than the long one")
+    return short, long
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -604,9 +723,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="crop size of the --small-model generator (default %(default)s)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     ap.add_argument("--batch-size", type=int, default=None, help="frames per network batch (default: the pipeline's)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the generator (CUDA)")
+    ap.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES,
+                    help="torch.compile the generator: plain --compile is cmet's own (mode default); "
+                         "--compile reduce-overhead adds CUDA graphs (a benchmark option only)")
+    ap.add_argument("--no-flops", action="store_true",
+                    help="do not count FLOPs in the edit: FlopCounterMode sends every op through Python, which slows "
+                         "the edit's network calls (use it for timing rows on a GPU)")
     ap.add_argument("--rss-scaling", action="store_true",
-                    help=f"peak RSS of a {RSS_SECONDS[0]} s and a {RSS_SECONDS[1]} s clip with --small-model, and their ratio")
+                    help="peak RSS (and on CUDA peak device memory) of a short and a long clip, and their ratios")
+    ap.add_argument("--rss-seconds", type=parse_seconds, default=RSS_SECONDS,
+                    help="with --rss-scaling: the two clip lengths in seconds (default 10,60)")
+    ap.add_argument("--full-model", action="store_true",
+                    help="with --rss-scaling: the full-size (256²) stand-in generator instead of the small one")
     ap.add_argument("--media-only", action="store_true",
                     help="time the edit without networks (identity face editor): the media path alone")
     ap.add_argument("--encoder-preset", default="medium", help="x264/x265 preset of --media-only (default medium)")
@@ -642,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"wall {report['media_only_fps']:g} fps against {report['transcode_fps']:g} fps", flush=True)
         print(json.dumps(report), flush=True)
         return 0
-    args.small_model = args.small_model or args.rss_scaling
+    args.small_model = args.small_model or (args.rss_scaling and not args.full_model)
     report = rss_scaling(args) if args.rss_scaling else bench(args)
     print(headline(report), flush=True)
     print(json.dumps(report), flush=True)

@@ -92,3 +92,107 @@ def test_flops_per_edited_frame_at_256(data_dir: Path, tmp_path: Path) -> None:
     gflop = raw["flops"] / raw["face_frames"] / 1e9
     assert 40.0 < gflop <= GFLOP_PER_FRAME_TARGET, f"{gflop:.1f} GFLOP per edited frame"
     assert raw["source_flops"] > 0  # the appearance source, encoded once per clip
+
+
+def test_busy_share_and_utilisation_in_the_report() -> None:
+    """gpu_busy_share = time inside the edit's network calls / the edit's wall time; gpu_util_percent only when
+    NVML gave samples (the figure is left out, not null, where it cannot be read)."""
+    assert bench_edit.busy_share(2.0, 8.0) == pytest.approx(0.25)
+    assert bench_edit.busy_share(0.0, 8.0) is None and bench_edit.busy_share(2.0, 0.0) is None
+    assert bench_edit.utilisation_report([]) == {}
+    assert bench_edit.utilisation_report([50, 70, 90]) == {"gpu_util_percent": 70.0, "gpu_util_samples": 3}
+    raw = {"face_frames": 40, "frames": 40, "network_s": [1.0, 1.0], "network_cpu_s": [1.0, 1.0], "flops": 0,
+           "source_flops": 0, "precision": "bf16", "end_to_end_s": 4.0, "end_to_end_cpu_s": 5.0, "network_in_run_s": 3.0,
+           "track_s": 0.5,
+           "edit_pass_s": 3.5, "peak_rss_mb": 900.0, "before_edit_peak_rss_mb": 800.0, "run_peak_rss_mb": 900.0,
+           "peak_device_mb": 2000.0, "device_name": "GPU", "batch_size": 20, "load_s": 1.0, "torch_threads": 16,
+           "loadavg": {}, "compile": "reduce-overhead", "gpu_util_samples": [80, 100]}
+    report = bench_edit.summary(raw, "cuda")
+    assert report["gpu_busy_share"] == 0.75 and report["gpu_util_percent"] == 90.0
+    assert report["compile"] == "reduce-overhead" and report["network_fps"] == 40.0 and report["end_to_end_fps"] == 10.0
+    assert "gpu_util_percent" not in bench_edit.summary({**raw, "gpu_util_samples": []}, "cuda")
+
+
+def test_utilisation_is_sampled_in_the_background_while_the_block_runs() -> None:
+    import threading
+    import time
+
+    reads = []
+
+    def read() -> int:
+        reads.append(threading.current_thread().name)
+        return 42
+
+    with bench_edit.utilisation_samples(read, period_s=0.01) as samples:
+        time.sleep(0.2)
+    taken = len(samples)
+    time.sleep(0.05)
+    # 0.2 s at 0.01 s gives ~20 samples; >= 3 still holds on a loaded 2-core machine, and fails if none is taken
+    assert taken >= 3 and set(samples) == {42} and len(samples) == taken  # none after the block
+    assert set(reads) == {"cmet-bench-util"}
+    with bench_edit.utilisation_samples(None) as samples:
+        time.sleep(0.02)
+    assert samples == []
+
+    def broken() -> int:
+        raise RuntimeError("NVML gone")
+
+    with bench_edit.utilisation_samples(broken, period_s=0.01) as samples:  # a failed read stops sampling quietly
+        time.sleep(0.05)
+    assert samples == []
+    assert bench_edit._utilisation_reader(type("Device", (), {"type": "cpu"})()) is None
+
+
+def test_rss_report_with_device_peaks() -> None:
+    short = {"peak_rss_mb": 500.0, "run_peak_rss_mb": 400.0, "peak_device_mb": 1000.0, "frames": 250}
+    long = {"peak_rss_mb": 520.0, "run_peak_rss_mb": 410.0, "peak_device_mb": 1050.0, "frames": 1500}
+    report = bench_edit.rss_report(short, long)
+    assert report["peak_device_10s_mb"] == 1000.0 and report["peak_device_60s_mb"] == 1050.0
+    assert report["device_ratio"] == pytest.approx(1.05) and report["rss_seconds"] == [10.0, 60.0]
+    cpu = bench_edit.rss_report({**short, "peak_device_mb": None}, {**long, "peak_device_mb": None}, (0.4, 2.4))
+    assert "device_ratio" not in cpu and cpu["peak_rss_0.4s_mb"] == 500.0 and cpu["rss_ratio"] == pytest.approx(1.04)
+
+
+def test_benchmark_options_for_the_gpu_rows() -> None:
+    assert bench_edit.parse_args([]).compile is None
+    assert bench_edit.parse_args(["--compile"]).compile == "default"  # cmet's own --compile
+    assert bench_edit.parse_args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        bench_edit.parse_args(["--compile", "max-speed"])
+    assert bench_edit.parse_args(["--rss-seconds", "0.4,2.4"]).rss_seconds == (0.4, 2.4)
+    for bad in ("60,10", "10", "0,5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench_edit.parse_seconds(bad)
+    # one batch length when the clip is whole batches (a compiled row compiles once), else the remainder too
+    assert bench_edit.warm_up_shapes(80, 240) == [80]
+    assert bench_edit.warm_up_shapes(80, 250) == [80, 10]
+    assert bench_edit.warm_up_shapes(80, 20) == [20]
+
+
+def test_gpu_check_summary_lines() -> None:
+    from benchmarks import gpu_rows
+
+    edit = {"precision": "bf16", "compile": None, "frames": 240, "batch_size": 80, "network_fps": 1200.5,
+            "end_to_end_fps": 60.0, "overhead_ratio": 20.0, "gpu_busy_share": 0.05, "track_s": 0.0,
+            "peak_device_mb": 3000.0}
+    line = gpu_rows.row_line(edit)
+    assert line.startswith("precision bf16, compile n/a, frames 240,") and "gpu_busy_share 0.05" in line
+    assert "gpu_util_percent" not in line  # absent where NVML cannot be read
+    compiled = {**edit, "compile": "default", "network_fps": 1800.75, "end_to_end_fps": 63.0}
+    assert gpu_rows.compare_line(compiled, edit) == ("network_fps 1801 vs 1200 (x1.5); "
+                                                     "end_to_end_fps 63 vs 60 (x1.05)")
+    rss = {"mode": "rss-scaling", "precision": "bf16", "rss_seconds": [10.0, 60.0], "rss_ratio": 1.01,
+           "peak_rss_10s_mb": 900.0, "peak_rss_60s_mb": 909.0, "peak_device_10s_mb": 1000.0,
+           "peak_device_60s_mb": 1010.0, "device_ratio": 1.01, "peak_rss_mb": 909.0, "run_peak_rss_mb": 800.0}
+    assert gpu_rows.row_line(rss) == ("precision bf16, rss_seconds 10/60, rss_ratio 1.01, device_ratio 1.01, "
+                                      "peak_rss_10s_mb 900, peak_rss_60s_mb 909, peak_device_10s_mb 1000, "
+                                      "peak_device_60s_mb 1010")
+    log = "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA error: out of memory\nbenchmark run failed (exit 1)\n"
+    assert gpu_rows.failure_line(log) == "RuntimeError: CUDA error: out of memory"
+    assert gpu_rows.failure_line("error: no face detector can run here (...)\n") == "error: no face detector can run here (...)"
+    compiled = "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised: no C compiler\nbenchmark run failed (exit 1)\n"
+    assert gpu_rows.failure_line(compiled).startswith("torch._dynamo.exc.BackendCompilerFailed: ")
+    assert gpu_rows.failure_line("Killed\n") == "Killed" and gpu_rows.failure_line("") == "no output"
+    with pytest.raises(ValueError):
+        gpu_rows.report_of(log)
+    assert gpu_rows.report_of("table\n" + json.dumps(edit) + "\n") == edit
