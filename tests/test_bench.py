@@ -42,6 +42,7 @@ def test_benchmark_ci_size(data_dir: Path, tmp_path: Path) -> None:
     assert clip.is_file() and (tmp_path / "standin-8" / "EDTalk.pt").is_file()
 
 
+@pytest.mark.cascade
 def test_track_only_times_the_tracking_pass(data_dir: Path, tmp_path: Path) -> None:
     report = _run_script("--track-only", "--frames", "6", "--size", "320x240", "--cache-dir", str(tmp_path))
     assert report["mode"] == "track-only" and report["frames"] == 6 and report["size"] == "320x240"
