@@ -197,3 +197,19 @@ def test_gpu_check_summary_lines() -> None:
     with pytest.raises(ValueError):
         gpu_rows.report_of(log)
     assert gpu_rows.report_of("table\n" + json.dumps(edit) + "\n") == edit
+
+
+def test_track_only_without_a_usable_detector_times_the_yunet_standin(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """OpenCV 5 with no detector model (the CUDA images): the tracking row still times the pass, with OpenCV's own
+    FaceDetectorYN on the tests' stand-in network, and says so in ``detector``."""
+    from cmet_cli import faces
+    from cmet_cli.errors import UsageError
+
+    def nothing_runs(*args, **kwargs):
+        raise UsageError("no face detector can run here")
+
+    monkeypatch.setattr(faces, "make_detector", nothing_runs)
+    clip = bench_edit.make_clip(tmp_path, 6, (320, 240))
+    report = bench_edit.track_only(clip)
+    assert report["detector"] == "yunet stand-in network (timing only)" and report["frames"] == 6
+    assert report["track_s"] > 0
