@@ -182,9 +182,9 @@ def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, m
     alpha = to_region(np.asarray(mask, np.float32))
     np.clip(alpha, 0.0, 1.0, out=alpha)
     _blend(planes[0][ay0:ay1, ax0:ax1], cv2.multiply(to_region(y), alpha), alpha, conv.peak)
-    half = ((ax1 - ax0) >> sx, (ay1 - ay0) >> sy)
     weighted = [cv2.multiply(to_region(np.ascontiguousarray(c, np.float32)), alpha) for c in (u, v)]
     if sx or sy:  # the means over each chroma sample's footprint
+        half = ((ax1 - ax0) >> sx, (ay1 - ay0) >> sy)
         alpha = cv2.resize(alpha, half, interpolation=cv2.INTER_AREA)
         weighted = [cv2.resize(c, half, interpolation=cv2.INTER_AREA) for c in weighted]
     rows, cols = slice(ay0 >> sy, ay1 >> sy), slice(ax0 >> sx, ax1 >> sx)

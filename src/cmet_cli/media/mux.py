@@ -194,7 +194,7 @@ def verify_output(path: str | Path, frames: int, audio_streams: int) -> None:
     except MediaError as exc:
         raise MediaError(f"{path}: the written file does not open ({str(exc).split('(', 1)[-1].rstrip(')')})") from None
     try:
-        video = container.streams.video[0] if container.streams.video else None
+        video = video_stream(container) if container.streams.video else None  # not cover art
         audio = len(container.streams.audio)
         got = corrupt = 0
         for packet in container.demux():
