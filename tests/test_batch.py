@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -247,6 +249,42 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
         *[(n, "done") for n in finished], *[(n, "interrupted") for n in ("b_long.mp4", "c_long.mp4")[:jobs]],
         *[(n, "pending") for n in pending]]
     assert data["summary"]["interrupted"] == jobs and data["summary"]["pending"] == len(pending)
+
+
+def test_a_signal_taken_by_a_worker_thread_still_stops_a_parallel_run():
+    """The kernel hands a process-wide SIGTERM to any thread that does not block it, and under load often to a
+    busy worker; CPython runs the handler only in the main thread. The main thread, waiting for the files, must
+    still notice within a moment (it waited for the whole file before: the --jobs 2 signal test hung for 60 s)."""
+    from cmet_cli.stages import CancelToken
+
+    class Stop(Exception):
+        pass
+
+    def raise_stop(signum, frame):
+        raise Stop
+
+    editor = SimpleNamespace(cancel=CancelToken())
+    editor.for_thread = lambda: editor
+    started = threading.Barrier(2)
+
+    def one(job, worker):  # a long edit that stops at its next chunk once cancelled
+        if started.wait(10) == 0:
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # the signal lands in this worker
+        deadline = time.monotonic() + 20
+        while not worker.cancel.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return job
+
+    previous = signal.signal(signal.SIGUSR1, raise_stop)
+    try:
+        begin = time.monotonic()
+        with pytest.raises(Stop):
+            runner._in_parallel(one, ["a", "b"], editor, 2)
+        elapsed = time.monotonic() - begin
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert editor.cancel.cancelled
+    assert elapsed < 5, f"the main thread handled the signal only after {elapsed:.1f} s"
 
 
 def test_cancel_token_stops_a_running_edit_and_the_next_run_starts_afresh(tmp_path, clip):

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -245,7 +245,7 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmet-edit")
     try:
         futures = [pool.submit(lambda j=job: one(j, mine())) for job in jobs]
-        return [f.result() for f in futures]
+        return [_result(f) for f in futures]
     except BaseException:
         editor.cancel.cancel()  # running edits stop at their next chunk and remove their temporary files
         pool.shutdown(wait=True, cancel_futures=True)
@@ -253,6 +253,15 @@ def _in_parallel(one: Callable[[Job, Editor], EditResult], jobs: Sequence[Job], 
     finally:
         pool.shutdown(wait=True)
         torch.set_num_threads(threads)
+
+
+def _result(future: Future, poll: float = 0.2):
+    """``future.result()``, waited for in slices of ``poll`` seconds. The kernel may hand SIGTERM to any thread
+    (a busy encoder or torch thread, say); CPython then runs the handler only when the main thread next runs
+    Python code, and a plain wait there would not wake until the whole file was done."""
+    while not future.done():
+        wait([future], timeout=poll)
+    return future.result()
 
 
 def clean_up(jobs: Sequence[Job]) -> None:
