@@ -161,20 +161,40 @@ def _frame_planes(frame, target: str, rotation: int) -> tuple[tuple[np.ndarray, 
     return planes, converted
 
 
-def read_planes(info: VideoInfo) -> Iterator[Frame]:
+DECODE_THREADS = ("slice", "frame")
+MAX_FRAME_THREADS = 8  # each frame thread holds frames in flight: 8 keep 2160p memory under ~100 MB
+
+
+@dataclass
+class DecodeHealth:
+    """What a decode met of damage, counted as it goes: packets that would not decode (or a container that
+    ended early) and frames the decoder flagged as concealed."""
+
+    errors: int = 0
+    corrupt: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.errors or self.corrupt)
+
+
+def read_planes(info: VideoInfo, threads: str = "slice", health: DecodeHealth | None = None) -> Iterator[Frame]:
     """Decode every frame as planes in the video's own format, with its presentation timestamp.
 
     Frames come upright (the rotation is applied to the planes), one per decoded frame, in display order.
     Formats the edit does not hold (nv12, 12-bit, ...) are converted to the nearest planar 8/10-bit one.
+
+    ``threads``: ``slice`` (FFmpeg's slice threads: one thread for the usual one-slice H.264) or ``frame``
+    (several frames at once, up to ``MAX_FRAME_THREADS``). Both give the same frames for a clean stream, as
+    FFmpeg's frame threading is bit-exact there; around damage they conceal differently (frame threads not even
+    the same way twice), so ``frame`` is for streams known to decode clean (``health``: what this decode met).
     """
     container = open_input(info.path)
     try:
         stream = video_stream(container)
-        # no frame threading: with it, FFmpeg silently drops the frames in flight around damaged data, so a
-        # damaged file would decode fewer frames here than in the tracking pass (decoding is not the bottleneck)
-        stream.thread_type = "SLICE"
+        _set_threads(stream, threads)
         layout: Layout | None = None
-        for frame in _decode_tolerant(container, stream, info.path):
+        for frame in _decode_tolerant(container, stream, info.path, health or DecodeHealth()):
             if layout is None:
                 target = _planar_target(frame.format.name, frame.width, frame.height, info.rotation)
                 bits = 8 if target == "rgb24" else PLANAR[target][0]
@@ -189,6 +209,28 @@ def read_planes(info: VideoInfo) -> Iterator[Frame]:
             yield Frame(planes, frame.pts, layout)
     finally:
         container.close()
+
+
+def decoded_count(info: VideoInfo, threads: str = "slice", health: DecodeHealth | None = None) -> int:
+    """How many frames decode, decoded as ``read_planes`` decodes them (``threads``, ``health``) but not
+    converted: the frame count of a pass that needs no pixels (``--box``)."""
+    container = open_input(info.path)
+    try:
+        stream = video_stream(container)
+        _set_threads(stream, threads)
+        return sum(1 for _ in _decode_tolerant(container, stream, info.path, health or DecodeHealth()))
+    finally:
+        container.close()
+
+
+def _set_threads(stream, threads: str) -> None:
+    import os
+
+    if threads not in DECODE_THREADS:
+        raise ValueError(f"threads must be one of {DECODE_THREADS}, not {threads!r}")
+    stream.thread_type = "FRAME" if threads == "frame" else "SLICE"
+    if threads == "frame":
+        stream.thread_count = max(1, min(MAX_FRAME_THREADS, os.cpu_count() or 1))
 
 
 def planes_at(info: VideoInfo, indices) -> dict[int, Frame]:
@@ -209,9 +251,9 @@ def planes_at(info: VideoInfo, indices) -> dict[int, Frame]:
     return picked
 
 
-def _decode_tolerant(container, stream, path: Path) -> Iterator:
+def _decode_tolerant(container, stream, path: Path, health: DecodeHealth) -> Iterator:
     """Decoded frames; a damaged packet is skipped as ffmpeg does (the frame count then tells), unless
-    nothing at all decodes."""
+    nothing at all decodes. ``health`` counts what was skipped and the frames the decoder concealed."""
     import av
 
     produced, error = 0, None
@@ -221,15 +263,19 @@ def _decode_tolerant(container, stream, path: Path) -> Iterator:
                 frames = packet.decode()
             except (av.InvalidDataError, av.EOFError) as exc:
                 error = exc
+                health.errors += 1
                 continue
             for frame in frames:
                 produced += 1
+                health.corrupt += bool(frame.is_corrupt)
                 yield frame
     except av.FFmpegError as exc:  # the container itself ends early or is unreadable from here on
         error = exc
+        health.errors += 1
         try:  # the frames the decoder still holds (threads, reordering) come out when it is flushed
             for frame in stream.codec_context.decode(None):
                 produced += 1
+                health.corrupt += bool(frame.is_corrupt)
                 yield frame
         except av.FFmpegError:
             pass
