@@ -74,6 +74,12 @@ MUTATIONS = (
              "    if fx1 <= fx0 or fy1 <= fy0:\n        return\n    sx, sy = sub",
              "    if fx1 <= fx0 or fy1 <= fy0 or box.x0 < 0:\n        return\n    sx, sy = sub",
              ("tests/test_nothing_lost.py", "-k", "partly")),
+    Mutation("the edit pass decodes with slice threads whatever the tracking pass did", "src/cmet_cli/stream.py",
+             "media.read_planes(info, edits[0].track.decoding), info.frame_count)",
+             "media.read_planes(info), info.frame_count)", ("tests/test_decode_threads.py",)),
+    Mutation("the tracking pass blind to damage met with frame threads", "src/cmet_cli/stream.py",
+             "media.read_planes(info, decoding, health)", "media.read_planes(info, decoding)",
+             ("tests/test_decode_threads.py", "-k", "tracking_decodes and detector")),
 )
 
 

@@ -1,8 +1,9 @@
 """The two streaming passes over a video (memory does not grow with its length) and their threads.
 
-1. ``track_all``: decode as planes, detect faces on keyframes (scaled down, ``detect``), link them into tracks
-   and smooth them: every face track with its id, a crop box per frame and its appearance (reference) frame
-   (``track``: one of them);
+1. ``track_all``: decode as planes (frame-threaded where the stream is clean), detect faces on keyframes
+   (scaled down, ``detect``, in a pool of detector threads: ``scan_keyframes``), link them into tracks and smooth
+   them: every face track with its id, a crop box per frame and its appearance (reference) frame (``track``: one
+   of them);
 2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
    video's own planes, once whatever the number of faces edited (``FaceEdit``: a track and its editor): a
    decoder thread (``prefetch``) decodes a few frames ahead, a crop thread crops every edited face of a chunk
@@ -14,6 +15,8 @@
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 import itertools
 import os
@@ -255,33 +258,88 @@ def track_all(info: media.VideoInfo, options: EditOptions, detector=None, progre
     """Pass 1: detect faces on keyframes and build every face track (smoothed per-frame crop boxes), by id
     (``faces.face_tracks``); ``--box``: one track, id 1. An empty list: no face anywhere.
 
-    The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames).
+    The boxes cover the frames that really decode (a stream-copied cut holds more packets than frames). The
+    frames are decoded with frame threads unless the file is known to be damaged; if that decode meets damage
+    the pass starts again with slice threads, which conceal it the same way every time. The tracks record
+    which (``FaceTrack.decoding``), and the edit pass decodes the same way, so its frames are these frames.
     """
-    if options.box:
-        return [faces.fixed_track(options.box, media.count_frames(info))]
-    detector = detector or faces.make_detector(options.detector)
-    every = max(1, config.keyframe_every)
-    keys: list[tuple[int, list[faces.Detection]]] = []
-    count, last = 0, None
     cancel = cancel or CancelToken()
-    frames = media.read_planes(info)  # decoded as the edit pass decodes: the same frames, none converted
-    try:
-        for i, frame in enumerate(frames):
-            cancel.check()
-            count, last = i + 1, frame
-            if i % every == 0:
-                keys.append((i, detect(detector, frame)))
-                if progress:
-                    progress(Stage.TRACK_FACES, i + 1, info.frame_count)
-    finally:
-        frames.close()
-    if last is not None and (count - 1) % every:
-        keys.append((count - 1, detect(detector, last)))  # the last frame too, so the track reaches the end
+    decoding = "slice" if info.damaged else "frame"
+    if options.box:  # no detection: only the frame count, decoded the same way
+        health = media.DecodeHealth()
+        count = media.decoded_count(info, decoding, health)
+        if not health.clean:
+            decoding, count = "slice", media.decoded_count(info, "slice")
+        return [dataclasses.replace(faces.fixed_track(options.box, count), decoding=decoding)]
+    detector = detector or faces.make_detector(options.detector)
+    scanned = scan_keyframes(info, detector, config.keyframe_every, decoding, progress, cancel)
+    if scanned is None:  # damage met with frame threads
+        decoding = "slice"
+        scanned = scan_keyframes(info, detector, config.keyframe_every, decoding, progress, cancel)
+    keys, count = scanned  # type: ignore[misc]
     if progress:
         progress(Stage.TRACK_FACES, count, count)
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
-    return faces.face_tracks(keys, count, float(info.fps), getattr(detector, "name", "cascade"), config)
+    tracks = faces.face_tracks(keys, count, float(info.fps), getattr(detector, "name", "cascade"), config)
+    return [dataclasses.replace(t, decoding=decoding) for t in tracks]
+
+
+def detect_workers(detector, cores: int | None = None) -> int:
+    """Threads that run the detector in the tracking pass: as ``media_workers`` when the detector can make a
+    copy of itself for each (``fresh``: OpenCV's detectors), else one (face-alignment's, which runs its
+    networks on its own device)."""
+    return media_workers(cores) if callable(getattr(detector, "fresh", None)) else 1
+
+
+def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, progress: ProgressFn | None,
+                   cancel: CancelToken) -> tuple[list[tuple[int, list[faces.Detection]]], int] | None:
+    """Decode every frame (``decoding``: ``media.read_planes``'s threads) and detect faces on every ``every``-th
+    one and on the last: (keyframe index, detections) in order, and the number of frames decoded.
+
+    A decoder thread (``cmet-decode``) runs ahead of the detector threads (``cmet-detect``, ``detect_workers``,
+    each with its own copy of ``detector``); at most twice as many keyframes as threads are in flight (bounded
+    memory). None when a frame-threaded decode met damage (it stops there)."""
+    every = max(1, every)
+    health = media.DecodeHealth()
+    workers = detect_workers(detector)
+    spares, lock, local = [detector], threading.Lock(), threading.local()
+
+    def run(frame: "media.Frame") -> list[faces.Detection]:
+        own = getattr(local, "detector", None)
+        if own is None:
+            with lock:
+                own = spares.pop() if spares else detector.fresh()
+            local.detector = own
+        return detect(own, frame)
+
+    keys: list[tuple[int, list[faces.Detection]]] = []
+    pending: collections.deque = collections.deque()
+    count, last = 0, None
+    frames = prefetch(media.read_planes(info, decoding, health), depth=DECODE_AHEAD, name="decode")
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="cmet-detect")
+    try:
+        for i, frame in enumerate(frames):
+            cancel.check()
+            if decoding == "frame" and not health.clean:
+                return None
+            count, last = i + 1, frame
+            if i % every == 0:
+                pending.append((i, pool.submit(run, frame)))
+                while len(pending) > 2 * workers:
+                    j, job = pending.popleft()
+                    keys.append((j, job.result()))
+                if progress:
+                    progress(Stage.TRACK_FACES, i + 1, info.frame_count)
+        if decoding == "frame" and not health.clean:
+            return None
+        if last is not None and (count - 1) % every:
+            pending.append((count - 1, pool.submit(run, last)))  # the last frame too, so the track reaches the end
+        keys.extend((j, job.result()) for j, job in pending)
+    finally:
+        frames.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return keys, count
 
 
 def detect(detector: Callable[[np.ndarray], list[faces.Detection]], frame: "media.Frame",
@@ -347,7 +405,7 @@ def begin_clip(info: media.VideoInfo, edits: Sequence[FaceEdit], size: int, warn
     """Start each face's editor on a clip: the face crop of its reference frame (all decoded in one pass),
     the clip's frame count, rate and frame times."""
     wanted = {edit.track.reference for edit in edits}
-    frames = media.read_planes(info)
+    frames = media.read_planes(info, edits[0].track.decoding)
     refs: dict[int, media.Frame] = {}
     try:
         for i, frame in enumerate(itertools.islice(frames, max(wanted) + 1)):
@@ -385,8 +443,9 @@ def edit_chunks(info: media.VideoInfo, edits: Sequence[FaceEdit], sink: _Writer,
     written = 0
     mapper: Mapper = pool.map if pool is not None else map
     # as many frames as the tracking pass decoded: a damaged file's tail may decode differently
-    planes = prefetch(itertools.islice(media.read_planes(info), info.frame_count), depth=min(batch, DECODE_AHEAD),
-                      name="decode")
+    # decoded as the tracking pass decoded (``FaceTrack.decoding``), so that these are the frames its boxes index
+    planes = prefetch(itertools.islice(media.read_planes(info, edits[0].track.decoding), info.frame_count),
+                      depth=min(batch, DECODE_AHEAD), name="decode")
     plans = [face_batches(edit.track.present, batch, info.frame_count) for edit in edits]
     weighs = [functools.partial(frame_weights, edit.editor) for edit in edits]
     cropped = prefetch(crop_batches(chunks(planes, batch), plans, [edit.track for edit in edits], size, weighs, mapper),

@@ -66,6 +66,10 @@ class CascadeDetector:
         if self._cascade.empty():
             raise UsageError(f"--detector cascade: OpenCV could not read {_cascade_path(cv2)}")
 
+    def fresh(self) -> "CascadeDetector":
+        """Another one, for another thread (a classifier must not run in two threads at once)."""
+        return CascadeDetector()
+
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         import cv2
 
@@ -162,7 +166,12 @@ class YuNetDetector:
         except cv2.error as exc:
             raise UsageError(f"--detector yunet: OpenCV {cv2.__version__} cannot load {model} "
                              f"({_first_line(exc)})") from None
+        self._model = str(model)
         self._size: tuple[int, int] | None = None
+
+    def fresh(self) -> "YuNetDetector":
+        """Another one on the same model, for another thread."""
+        return YuNetDetector(self._model)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
         small, scale = _downscale(frame)

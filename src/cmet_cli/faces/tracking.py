@@ -58,6 +58,7 @@ class FaceTrack:
     reference: int  # frame index of the appearance source (largest, most frontal detection)
     detector: str
     id: int = 1  # 1-based, see ``face_tracks``
+    decoding: str = "slice"  # how the frames the boxes index were decoded (``media.read_planes``'s ``threads``)
 
     @property
     def present(self) -> np.ndarray:
