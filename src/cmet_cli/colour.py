@@ -10,13 +10,15 @@ transfer. The networks were trained on 8-bit sRGB-like MEAD frames, so they see 
 - PQ (smpte2084): the PQ signal divided by the signal of reference white (203 cd/m², BT.2408), so that
   diffuse white lands near 255; anything brighter goes past 255 and is carried around the networks.
 
-Every mapping is linear in the signal, so the inverse is exact in floating point: a crop the editor
-returns unchanged comes back to the same code values (what the 8-bit crop cannot hold, the sub-level
+Every mapping is affine in the code values (one (3, 4) matrix each way, applied in float32), so the inverse
+is exact up to float32 rounding (within 5e-5 of a code value): a crop the editor returns unchanged comes back to
+the same code values (what the 8-bit crop cannot hold, the sub-level
 precision of 10-bit video and values past 0–255, is carried around the networks by the caller).
 Untagged video is read with the matrix players assume: bt709 from 720 lines or 1280 columns up, else bt601.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,35 +72,59 @@ def _scales(conv: Conversion) -> tuple[float, float, float, float]:
 
 def to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, conv: Conversion) -> np.ndarray:
     """Code values (same-sized planes) -> float32 (H, W, 3) RGB on the networks' 0–255 scale (not clipped)."""
-    if conv.matrix == "rgb":  # an RGB source: the planes are R, G and B
-        rgb = np.stack([y, u, v], axis=-1).astype(np.float32)
-        return rgb * np.float32(255.0 / conv.peak)
-    kr, kb = MATRICES[conv.matrix]
-    kg = 1.0 - kr - kb
-    y0, ys, c0, cs = _scales(conv)
-    luma = (y.astype(np.float32) - y0) / ys
-    cb = (u.astype(np.float32) - c0) / cs
-    cr = (v.astype(np.float32) - c0) / cs
-    r = luma + 2 * (1 - kr) * cr
-    b = luma + 2 * (1 - kb) * cb
-    g = (luma - kr * r - kb * b) / kg
-    return np.stack([r, g, b], axis=-1) * np.float32(conv.gain)
+    return rgb_from_codes(np.stack([y, u, v], axis=-1), conv)
+
+
+def rgb_from_codes(codes: np.ndarray, conv: Conversion) -> np.ndarray:
+    """Code values as one (..., 3) array (Y, U, V; or R, G, B for an RGB source) -> float32 RGB of the same
+    shape on the networks' 0–255 scale (not clipped): ``to_rgb`` on interleaved planes."""
+    return _affine(codes, _to_rgb_matrix(conv))
 
 
 def from_rgb(rgb: np.ndarray, conv: Conversion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inverse of ``to_rgb``: float code values (not rounded, not clipped) of Y, U and V."""
-    if conv.matrix == "rgb":
-        scaled = rgb.astype(np.float32) * np.float32(conv.peak / 255.0)
-        return scaled[..., 0], scaled[..., 1], scaled[..., 2]
+    codes = codes_from_rgb(rgb, conv)
+    return codes[..., 0], codes[..., 1], codes[..., 2]
+
+
+def codes_from_rgb(rgb: np.ndarray, conv: Conversion) -> np.ndarray:
+    """The inverse of ``rgb_from_codes``: float32 (..., 3) code values (not rounded, not clipped)."""
+    return _affine(rgb, _from_rgb_matrix(conv))
+
+
+@functools.lru_cache(maxsize=64)
+def _to_rgb_matrix(conv: Conversion) -> np.ndarray:
+    """The (3, 4) affine map code values -> RGB (0–255 scale): with L = (Y − y0)/ys, Cb = (U − c0)/cs and
+    Cr = (V − c0)/cs, R = L + 2(1 − Kr)·Cr, B = L + 2(1 − Kb)·Cb, G = (L − Kr·R − Kb·B)/Kg, times the gain."""
+    if conv.matrix == "rgb":  # an RGB source: the planes are R, G and B
+        return np.hstack([np.eye(3) * (255.0 / conv.peak), np.zeros((3, 1))])
     kr, kb = MATRICES[conv.matrix]
     kg = 1.0 - kr - kb
     y0, ys, c0, cs = _scales(conv)
-    signal = rgb.astype(np.float32) / np.float32(conv.gain)
-    r, g, b = signal[..., 0], signal[..., 1], signal[..., 2]
-    luma = kr * r + kg * g + kb * b
-    cb = (b - luma) / (2 * (1 - kb))
-    cr = (r - luma) / (2 * (1 - kr))
-    return luma * ys + y0, cb * cs + c0, cr * cs + c0
+    cr_to_r, cb_to_b = 2 * (1 - kr), 2 * (1 - kb)
+    per_unit = np.array([[1.0, 0.0, cr_to_r],
+                         [1.0, -kb * cb_to_b / kg, -kr * cr_to_r / kg],
+                         [1.0, cb_to_b, 0.0]])  # RGB per unit of (L, Cb, Cr)
+    scale = per_unit / np.array([ys, cs, cs]) * conv.gain
+    return np.hstack([scale, -(scale @ np.array([y0, c0, c0]))[:, None]])
+
+
+@functools.lru_cache(maxsize=64)
+def _from_rgb_matrix(conv: Conversion) -> np.ndarray:
+    """The inverse of ``_to_rgb_matrix``: L = Kr·R + Kg·G + Kb·B, Cb = (B − L)/(2(1 − Kb)), Cr = (R − L)/(2(1 − Kr))
+    of the signal (RGB / gain), then Y = L·ys + y0, U = Cb·cs + c0, V = Cr·cs + c0."""
+    forward = _to_rgb_matrix(conv)
+    inverse = np.linalg.inv(forward[:, :3])
+    return np.hstack([inverse, -(inverse @ forward[:, 3])[:, None]])
+
+
+def _affine(values: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` (3, 4) applied to each 3-vector of ``values`` (..., 3), in float32 (OpenCV's ``transform``:
+    one pass, no temporary per term)."""
+    import cv2
+
+    flat = np.ascontiguousarray(values, np.float32).reshape(-1, 1, 3)
+    return cv2.transform(flat, matrix).reshape(values.shape)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -116,13 +116,15 @@ def crop_planes(planes: Sequence[np.ndarray], box: CropBox, size: int, conv: "Co
     luma pixel's chroma sample) and the ``size``² result is converted to RGB. Outside the frame is
     edge-padded, as ``crop`` does. At ``size`` == the box side nothing is resampled.
     """
-    from ..colour import to_rgb
+    import cv2
+
+    from ..colour import rgb_from_codes
 
     shape = planes[0].shape[:2]
     y = _window(planes[0], slice(box.y0, box.y0 + box.side), slice(box.x0, box.x0 + box.side))
-    y, u, v = (_resize(np.ascontiguousarray(p), size).astype(np.float32)
-               for p in (y, *(_chroma_at_luma(p, box, sub, shape) for p in planes[1:3])))
-    return to_rgb(y, u, v, conv)
+    scaled = [_resize(np.ascontiguousarray(p), size)
+              for p in (y, *(_chroma_at_luma(p, box, sub, shape) for p in planes[1:3]))]
+    return rgb_from_codes(cv2.merge(scaled), conv)  # interleaved in the planes' own integers: the cheap copy
 
 
 def mask_support(mask: np.ndarray, margin: int = 3) -> tuple[int, int, int, int]:
@@ -149,7 +151,7 @@ def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, m
     """
     import cv2
 
-    from ..colour import from_rgb
+    from ..colour import codes_from_rgb
 
     h, w = planes[0].shape[:2]
     r0, r1, c0, c1 = mask_support(mask)
@@ -178,11 +180,11 @@ def paste_planes(planes: Sequence[np.ndarray], face: np.ndarray, box: CropBox, m
 
     # OpenCV's element-wise calls, not numpy's operators: the same IEEE float32 products and sums, without a
     # fresh full-size temporary for each (at 2160p those page faults were half the paste-back's time)
-    y, u, v = from_rgb(face, conv)
     alpha = to_region(np.asarray(mask, np.float32))
     np.clip(alpha, 0.0, 1.0, out=alpha)
+    y, u, v = cv2.split(codes_from_rgb(face, conv))  # at crop size; each plane scaled to the box on its own
     _blend(planes[0][ay0:ay1, ax0:ax1], cv2.multiply(to_region(y), alpha), alpha, conv.peak)
-    weighted = [cv2.multiply(to_region(np.ascontiguousarray(c, np.float32)), alpha) for c in (u, v)]
+    weighted = [cv2.multiply(to_region(c), alpha) for c in (u, v)]
     if sx or sy:  # the means over each chroma sample's footprint
         half = ((ax1 - ax0) >> sx, (ay1 - ay0) >> sy)
         alpha = cv2.resize(alpha, half, interpolation=cv2.INTER_AREA)
