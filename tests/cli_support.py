@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -121,9 +122,27 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def cmet_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """``cmet ARGS`` as a child process (for signals), stdout/stderr piped."""
+TERMINAL_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP", "SIGTERM")
+
+
+def _as_from_a_terminal(ignored: tuple[str, ...] = ()) -> Callable[[], None]:
+    """For the child, before it runs: the terminal's signals at their defaults, as for a command typed at a
+    prompt, whatever this process inherited (a suite started in the background by a non-interactive shell
+    ignores SIGINT and SIGQUIT, and Python then keeps ignoring SIGINT: the Ctrl-C test could not pass there);
+    ``ignored``: those set to be ignored instead (``nohup`` ignores SIGHUP)."""
+    def reset() -> None:
+        for name in TERMINAL_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN if name in ignored else signal.SIG_DFL)
+    return reset
+
+
+def cmet_process(*args: str, cwd: Path | None = None, env: dict | None = None,
+                 ignored: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``cmet ARGS`` as a child process (for signals), stdout/stderr piped; its signal dispositions those of a
+    command typed at a terminal (``ignored``: signals it starts ignoring, e.g. ``("SIGHUP",)`` as under nohup)."""
     full_env = {k: v for k, v in os.environ.items() if k != "CMET_WEIGHTS_DIR"}
     full_env.update({"PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200", **(env or {})})
     return subprocess.Popen([sys.executable, "-m", "cmet_cli", *map(str, args)], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal(ignored))
