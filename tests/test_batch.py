@@ -251,6 +251,25 @@ def test_signal_removes_unfinished_output(tmp_path, small_weights, data_dir, sig
     assert data["summary"]["interrupted"] == jobs and data["summary"]["pending"] == len(pending)
 
 
+def test_an_edit_started_under_nohup_outlives_a_hangup(tmp_path, small_weights):
+    """Started ignoring SIGHUP (``nohup cmet edit …``), a hang-up mid-write changes nothing: the edit finishes, its
+    output is complete, exit 0. (Without nohup the same SIGHUP stops it: 129, the test above.)"""
+    src, out = tmp_path / "talk.mp4", tmp_path / "out"
+    face_clip(src, seconds=2.0)
+    proc = cmet_process("edit", src, "-o", out / "talk.mp4", "--preset", "happy", "--batch-size", "1", *BOX,
+                        *model_args(small_weights), ignored=("SIGHUP",))
+    wait_for(lambda: out.is_dir() and len(leftovers(out)) == 1, proc)
+    proc.send_signal(signal.SIGHUP)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except Exception:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, stderr
+    assert "interrupted" not in stderr and leftovers(out) == []
+    assert frame_count(out / "talk.mp4") == frame_count(src)
+
+
 def test_a_signal_taken_by_a_worker_thread_still_stops_a_parallel_run():
     """The kernel hands a process-wide SIGTERM to any thread that does not block it, and under load often to a
     busy worker; CPython runs the handler only in the main thread. The main thread, waiting for the files, must

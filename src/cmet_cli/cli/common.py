@@ -36,10 +36,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:  # pragma: no
 
 
 def _handle_termination() -> None:
-    """SIGTERM and SIGHUP end a command the way Ctrl-C does (SIGHUP: where the platform has it)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _on_sigterm)
+    """SIGTERM and SIGHUP end a command the way Ctrl-C does (SIGHUP: where the platform has it), unless the
+    command was started ignoring them: ``nohup cmet edit …`` must outlive its terminal, as Python's own
+    Ctrl-C handling already stays off for a command started ignoring SIGINT (a background job of a script)."""
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _on_sigterm)
 
 
 def _console(quiet: bool = False) -> Console:
