@@ -11,17 +11,15 @@ encoder and the renderer on all of them in one batch (``CmetEditor.together``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from . import timeline
 from .models import Models
+from .results import EditResult
 from .runtime import WINDOW
 from .stages import ProgressFn, Stage
-
-if TYPE_CHECKING:
-    from .pipeline import EditResult
 
 
 class FaceEditor(Protocol):

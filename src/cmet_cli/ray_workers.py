@@ -23,7 +23,7 @@ from .stages import Stage
 
 if TYPE_CHECKING:
     from .options import EditOptions
-    from .pipeline import EditResult
+    from .results import EditResult
     from .emotion import Plans
     from .timeline import Keyframe
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from . import atomic
 from .errors import MediaError, one_line
+from .results import EditResult
 from .stages import Stage
 
 if TYPE_CHECKING:
     from .batch import Ignored
-    from .pipeline import EditResult
 
 STATUSES = ("done", "skipped", "failed")
 UNFINISHED = ("interrupted", "pending")  # an interrupted run's inputs: being edited, not started
@@ -182,8 +182,6 @@ class Reporter:
 def unfinished(inputs: Sequence[tuple[str, str]], finished: Sequence[EditResult], in_progress: set[str]) -> list[EditResult]:
     """An interrupted run's rows, in input order: each finished result, then ``interrupted`` for the inputs being
     edited and ``pending`` for those not started. ``inputs``: every (input, output) of the run."""
-    from .pipeline import EditResult
-
     by_input = {r.input: r for r in finished}
     return [by_input.get(i) or EditResult(i, o, status="interrupted" if i in in_progress else "pending")
             for i, o in inputs]

@@ -216,7 +216,7 @@ class Workbench:
 
 def _failed(video: str, exc: BaseException) -> dict:
     """A failed result row for an edit that stopped before ``runner`` took it (bad path, bad options)."""
-    from ..pipeline import EditResult
+    from ..results import EditResult
 
     return EditResult(str(video), "", status="failed", error=one_line(str(exc))).as_dict()
 

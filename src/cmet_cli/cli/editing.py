@@ -15,7 +15,7 @@ from .params import (BANK_OPTION, DEVICE_OPTION, EMOTION_OPTIONS, FACE_CHOICE_OP
 
 if TYPE_CHECKING:
     from ..batch import Ignored, Plan
-    from ..pipeline import EditResult
+    from ..results import EditResult
     from ..report import Reporter
     from ..runner import LoadModels
 
