@@ -117,7 +117,8 @@ def test_detector_threads_find_what_one_thread_finds(monkeypatch, tmp_path):
     runs = {}
     for workers in (1, 3):
         monkeypatch.setattr(stream, "detect_workers", lambda d, cores=None, n=workers: n)
-        runs[workers] = stream.scan_keyframes(info, detector, 2, "frame", None, stream.CancelToken())
+        runs[workers] = stream.scan_keyframes(info, detector, 2, "frame", media.DecodeHealth(), None,
+                                              stream.CancelToken())
     assert runs[1] is not None and runs[1] == runs[3]
     keys, count = runs[1]
     assert count == 15 and [i for i, _ in keys] == [0, 2, 4, 6, 8, 10, 12, 14]

@@ -38,8 +38,8 @@ from .face_editor import CmetEditor, FaceEditor, Tally
 from .fingerprint import Stamp, input_identity, settings_hash, settings_record
 from .models import Models, detector_files, load_models, weight_paths
 from .options import EditOptions
-from .stages import CancelToken, ProgressFn, Stage
 from .results import EditResult, FaceRow  # the result types live apart (face_editor needs one without this module)
+from .stages import CancelToken, ProgressFn, Stage
 from .stream import FaceEdit, run_edit, track_all
 
 log = logging.getLogger("cmet")

@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -264,25 +264,33 @@ def track_all(info: media.VideoInfo, options: EditOptions, detector=None, progre
     which (``FaceTrack.decoding``), and the edit pass decodes the same way, so its frames are these frames.
     """
     cancel = cancel or CancelToken()
-    decoding = "slice" if info.damaged else "frame"
     if options.box:  # no detection: only the frame count, decoded the same way
-        health = media.DecodeHealth()
-        count = media.decoded_count(info, decoding, health)
-        if not health.clean:
-            decoding, count = "slice", media.decoded_count(info, "slice")
+        count, decoding = clean_decode(info, functools.partial(media.decoded_count, info))
         return [dataclasses.replace(faces.fixed_track(options.box, count), decoding=decoding)]
     detector = detector or faces.make_detector(options.detector)
-    scanned = scan_keyframes(info, detector, config.keyframe_every, decoding, progress, cancel)
-    if scanned is None:  # damage met with frame threads
-        decoding = "slice"
-        scanned = scan_keyframes(info, detector, config.keyframe_every, decoding, progress, cancel)
-    keys, count = scanned  # type: ignore[misc]
+    (keys, count), decoding = clean_decode(info, lambda threads, health: scan_keyframes(
+        info, detector, config.keyframe_every, threads, health, progress, cancel))
     if progress:
         progress(Stage.TRACK_FACES, count, count)
     if count == 0:
         raise MediaError(f"{info.path}: no frame could be decoded; the file may be damaged")
     tracks = faces.face_tracks(keys, count, float(info.fps), getattr(detector, "name", "cascade"), config)
     return [dataclasses.replace(t, decoding=decoding) for t in tracks]
+
+
+T = TypeVar("T")
+
+
+def clean_decode(info: media.VideoInfo, run: Callable[[str, media.DecodeHealth], T]) -> tuple[T, str]:
+    """``run(threads, health)`` over a decode of ``info`` (``media.read_planes``'s ``threads``), and the threads
+    it ended with: frame threads where the stream decodes clean; slice threads, which conceal damage the same way
+    every time, for a file known damaged or once the frame-threaded decode met damage (its result is dropped)."""
+    if not info.damaged:
+        health = media.DecodeHealth()
+        result = run("frame", health)
+        if health.clean:
+            return result, "frame"
+    return run("slice", media.DecodeHealth()), "slice"
 
 
 def detect_workers(detector, cores: int | None = None) -> int:
@@ -292,18 +300,21 @@ def detect_workers(detector, cores: int | None = None) -> int:
     return media_workers(cores) if callable(getattr(detector, "fresh", None)) else 1
 
 
-def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, progress: ProgressFn | None,
-                   cancel: CancelToken) -> tuple[list[tuple[int, list[faces.Detection]]], int] | None:
-    """Decode every frame (``decoding``: ``media.read_planes``'s threads) and detect faces on every ``every``-th
-    one and on the last: (keyframe index, detections) in order, and the number of frames decoded.
+def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, health: media.DecodeHealth,
+                   progress: ProgressFn | None, cancel: CancelToken) -> tuple[list[tuple[int, list[faces.Detection]]], int]:
+    """Decode every frame (``decoding``: ``media.read_planes``'s threads; ``health``: what the decode met) and
+    detect faces on every ``every``-th one and on the last: (keyframe index, detections) in order, and the number
+    of frames decoded. A frame-threaded decode stops at the first damage (``clean_decode`` then decodes again).
 
     A decoder thread (``cmet-decode``) runs ahead of the detector threads (``cmet-detect``, ``detect_workers``,
     each with its own copy of ``detector``); at most twice as many keyframes as threads are in flight (bounded
-    memory). None when a frame-threaded decode met damage (it stops there)."""
+    memory)."""
     every = max(1, every)
-    health = media.DecodeHealth()
     workers = detect_workers(detector)
     spares, lock, local = [detector], threading.Lock(), threading.local()
+
+    def given_up() -> bool:
+        return decoding == "frame" and not health.clean
 
     def run(frame: "media.Frame") -> list[faces.Detection]:
         own = getattr(local, "detector", None)
@@ -321,8 +332,8 @@ def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, p
     try:
         for i, frame in enumerate(frames):
             cancel.check()
-            if decoding == "frame" and not health.clean:
-                return None
+            if given_up():
+                break
             count, last = i + 1, frame
             if i % every == 0:
                 pending.append((i, pool.submit(run, frame)))
@@ -331,11 +342,10 @@ def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, p
                     keys.append((j, job.result()))
                 if progress:
                     progress(Stage.TRACK_FACES, i + 1, info.frame_count)
-        if decoding == "frame" and not health.clean:
-            return None
-        if last is not None and (count - 1) % every:
-            pending.append((count - 1, pool.submit(run, last)))  # the last frame too, so the track reaches the end
-        keys.extend((j, job.result()) for j, job in pending)
+        if not given_up():
+            if last is not None and (count - 1) % every:  # the last frame too, so the track reaches the end
+                pending.append((count - 1, pool.submit(run, last)))
+            keys.extend((j, job.result()) for j, job in pending)
     finally:
         frames.close()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -6,6 +6,8 @@ the same way (see ``encode``). Nothing outside the face crop is converted.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -189,10 +191,7 @@ def read_planes(info: VideoInfo, threads: str = "slice", health: DecodeHealth | 
     FFmpeg's frame threading is bit-exact there; around damage they conceal differently (frame threads not even
     the same way twice), so ``frame`` is for streams known to decode clean (``health``: what this decode met).
     """
-    container = open_input(info.path)
-    try:
-        stream = video_stream(container)
-        _set_threads(stream, threads)
+    with _video_decoder(info, threads) as (container, stream):
         layout: Layout | None = None
         for frame in _decode_tolerant(container, stream, info.path, health or DecodeHealth()):
             if layout is None:
@@ -207,30 +206,29 @@ def read_planes(info: VideoInfo, threads: str = "slice", health: DecodeHealth | 
             if converted and layout.converted_from is None:
                 layout = replace(layout, converted_from=converted)
             yield Frame(planes, frame.pts, layout)
-    finally:
-        container.close()
 
 
 def decoded_count(info: VideoInfo, threads: str = "slice", health: DecodeHealth | None = None) -> int:
     """How many frames decode, decoded as ``read_planes`` decodes them (``threads``, ``health``) but not
     converted: the frame count of a pass that needs no pixels (``--box``)."""
+    with _video_decoder(info, threads) as (container, stream):
+        return sum(1 for _ in _decode_tolerant(container, stream, info.path, health or DecodeHealth()))
+
+
+@contextlib.contextmanager
+def _video_decoder(info: VideoInfo, threads: str) -> Iterator[tuple]:
+    """The open container and its video stream, set to decode with ``threads``; closed on leaving."""
+    if threads not in DECODE_THREADS:
+        raise ValueError(f"threads must be one of {DECODE_THREADS}, not {threads!r}")
     container = open_input(info.path)
     try:
         stream = video_stream(container)
-        _set_threads(stream, threads)
-        return sum(1 for _ in _decode_tolerant(container, stream, info.path, health or DecodeHealth()))
+        stream.thread_type = "FRAME" if threads == "frame" else "SLICE"
+        if threads == "frame":
+            stream.thread_count = max(1, min(MAX_FRAME_THREADS, os.cpu_count() or 1))
+        yield container, stream
     finally:
         container.close()
-
-
-def _set_threads(stream, threads: str) -> None:
-    import os
-
-    if threads not in DECODE_THREADS:
-        raise ValueError(f"threads must be one of {DECODE_THREADS}, not {threads!r}")
-    stream.thread_type = "FRAME" if threads == "frame" else "SLICE"
-    if threads == "frame":
-        stream.thread_count = max(1, min(MAX_FRAME_THREADS, os.cpu_count() or 1))
 
 
 def planes_at(info: VideoInfo, indices) -> dict[int, Frame]:
