@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,12 +16,12 @@ import numpy as np
 import pytest
 
 from cmet_cli import media
-from cmet_cli.app.workbench import Request, Workbench, output_name, parse_keyframes, readable_video
+from cmet_cli.app.workbench import Workbench, output_name, parse_keyframes, readable_video
 from cmet_cli.errors import CmetError, UsageError
 from cmet_cli.options import EditOptions
 
 from .cli_support import BANK, BOX, ROOT, cmet
-from .clips import face_clip, synthetic, two_faces_clip
+from .clips import synthetic, two_faces_clip
 from .media_checks import frames
 
 FACE = (slice(0, 96), slice(0, 96))  # x, y of BOX in the clip
@@ -271,7 +270,6 @@ def browser():
 
 def test_the_page_in_a_browser_edits_an_uploaded_clip(browser, served, clip):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 

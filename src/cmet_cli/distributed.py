@@ -36,7 +36,6 @@ from .ray_workers import ActorPool, Slot, WorkerHook, WorkerInfo, worker_shape
 if TYPE_CHECKING:
     from .report import Reporter
     from .emotion import Plans
-    from .timeline import Keyframe
 
 log = logging.getLogger("cmet")
 

@@ -22,3 +22,9 @@ from .mux import audio_plan, has_packets, verify_output
 from .planes import DecodeHealth, Frame, Layout, decoded_count, planes_at, read_planes, scaled_rgb, scaled_size
 from .probing import (AudioStream, VideoInfo, container_tags, count_frames, damage, ffmpeg_binary, ffprobe_binary,
                       frame_times, is_video, looks_like_video, probe)
+
+__all__ = ["MediaError", "decode_audio", "read_frames", "read_frames_at", "CODECS", "FORMAT_BY_SUFFIX", "PRESETS",
+           "FrameWriter", "output_format", "stop_writers", "audio_plan", "has_packets", "verify_output",
+           "DecodeHealth", "Frame", "Layout", "decoded_count", "planes_at", "read_planes", "scaled_rgb", "scaled_size",
+           "AudioStream", "VideoInfo", "container_tags", "count_frames", "damage", "ffmpeg_binary", "ffprobe_binary",
+           "frame_times", "is_video", "looks_like_video", "probe"]

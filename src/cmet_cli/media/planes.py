@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from ..errors import MediaError
 from .probing import VideoInfo, open_input, video_stream
+
+if TYPE_CHECKING:  # colour imports nothing of media; at run time it is imported where it is used
+    from ..colour import Conversion
 
 # planar formats the edit works in: name -> (bits, chroma x shift, chroma y shift)
 PLANAR = {"yuv420p": (8, 1, 1), "yuv422p": (8, 1, 0), "yuv444p": (8, 0, 0),
@@ -50,7 +53,7 @@ class Layout:
     def dtype(self) -> type:
         return np.uint16 if self.bits > 8 else np.uint8
 
-    def conversion(self, width: int, height: int) -> "Conversion":  # noqa: F821
+    def conversion(self, width: int, height: int) -> Conversion:
         from ..colour import conversion_for
 
         return conversion_for(self.space, self.range, self.trc, self.bits, width, height, self.rgb)
