@@ -84,15 +84,36 @@ def test_sizes_and_rss_report() -> None:
 
 
 def test_flops_per_edited_frame_at_256(data_dir: Path, tmp_path: Path) -> None:
-    """FlopCounterMode over every CmetEditor call of a real 3-frame edit with the full-size generator."""
+    """FlopCounterMode over the batches of a real 3-frame edit with the full-size generator."""
     weights = bench_edit.standin_weights(tmp_path, 256)
     clip = bench_edit.make_clip(tmp_path, 3, (256, 256))
     spec = bench_edit.RunSpec(str(clip), str(weights), "cpu", "fp32", None, network_only=False, warm_up=False)
     raw = bench_edit.run_child(spec)
-    assert raw["face_frames"] == 3
-    gflop = raw["flops"] / raw["face_frames"] / 1e9
+    assert raw["face_frames"] == 3 and raw["flop_frames"] == 3
+    gflop = raw["flops"] / raw["flop_frames"] / 1e9
     assert 40.0 < gflop <= GFLOP_PER_FRAME_TARGET, f"{gflop:.1f} GFLOP per edited frame"
     assert raw["source_flops"] > 0  # the appearance source, encoded once per clip
+
+
+def test_flops_counted_apart_equal_those_counted_inside_the_edit(data_dir: Path, tmp_path: Path) -> None:
+    """The benchmark counts FLOPs after its timed runs (``count_flops``: one batch of each length), not inside the
+    timed edit, where the counter slowed the edit's network calls. That count must be the edit's own: here an
+    edit of 7 frames in batches of 5 and 2 counted call by call inside it (``MeasuredEditor(count_flops=True)``)."""
+    from cmet_cli import pipeline
+    from cmet_cli.face_editor import CmetEditor
+
+    weights = bench_edit.standin_weights(tmp_path, 16)
+    clip = bench_edit.make_clip(tmp_path, 7, (128, 128))
+    spec = bench_edit.RunSpec(str(clip), str(weights), "cpu", "fp32", 5, network_only=False, warm_up=False)
+    options, models, keyframes, _ = bench_edit._load(spec)
+    inside = bench_edit.MeasuredEditor(CmetEditor(models, keyframes, options.blend), count_flops=True)
+    pipeline.Editor(options, models=models, plan=keyframes, face_editor=inside).edit(clip, tmp_path / "out.mp4")
+    lengths = [len(b) for b in inside.batches]
+    assert lengths == [5, 2] and inside.flops > 0
+    apart = bench_edit.count_flops(models, keyframes, options.blend, 7, lengths)
+    assert (apart.flops, apart.frames, apart.source_flops) == (inside.flops, 7, inside.source_flops)
+    # and it is a count of these batches: one batch fewer is not the edit's count
+    assert bench_edit.count_flops(models, keyframes, options.blend, 7, [5]).flops < inside.flops
 
 
 def test_busy_share_and_utilisation_in_the_report() -> None:
@@ -102,7 +123,7 @@ def test_busy_share_and_utilisation_in_the_report() -> None:
     assert bench_edit.busy_share(0.0, 8.0) is None and bench_edit.busy_share(2.0, 0.0) is None
     assert bench_edit.utilisation_report([]) == {}
     assert bench_edit.utilisation_report([50, 70, 90]) == {"gpu_util_percent": 70.0, "gpu_util_samples": 3}
-    raw = {"face_frames": 40, "frames": 40, "network_s": [1.0, 1.0], "network_cpu_s": [1.0, 1.0], "flops": 0,
+    raw = {"face_frames": 40, "frames": 40, "network_s": [1.0, 1.0], "network_cpu_s": [1.0, 1.0], "flops": 0, "flop_frames": 0,
            "source_flops": 0, "precision": "bf16", "end_to_end_s": 4.0, "end_to_end_cpu_s": 5.0, "network_in_run_s": 3.0,
            "track_s": 0.5,
            "edit_pass_s": 3.5, "peak_rss_mb": 900.0, "before_edit_peak_rss_mb": 800.0, "run_peak_rss_mb": 900.0,
