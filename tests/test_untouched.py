@@ -121,6 +121,50 @@ def test_variable_frame_rate_and_start_offset_keep_every_timestamp(tmp_path):
     assert audio_packets(tmp_path / "out-late.mp4") == audio_packets(late)
 
 
+def sound_onset(path: Path) -> float:
+    """When the first stream's sound starts, in seconds of the file's timeline (``aresample`` pads the time before
+    the audio stream starts with silence, so a stream moved to 0 shows as an earlier onset)."""
+    raw = subprocess.run([media.ffmpeg_binary(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-af",
+                          "aresample=async=1:first_pts=0", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"],
+                         capture_output=True, check=True).stdout
+    return float(np.flatnonzero(np.abs(np.frombuffer(raw, np.int16)) > 3000)[0]) / 16000
+
+
+def test_re_encoded_audio_stays_in_sync(tmp_path):
+    """Audio the output container cannot hold is re-encoded to AAC; it keeps its place on the timeline. Here
+    Vorbis in Matroska, starting 0.5 s after the video, silent for 0.5 s, then a tone: the tone starts at 1.0 s
+    in the output too (the re-encode once restarted the audio at 0, half a second ahead of the lips)."""
+    plain, late = tmp_path / "plain.mkv", tmp_path / "late.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=2", "-f", "lavfi", "-i",
+           "aevalsrc='if(gt(t,0.5),sin(2*PI*440*t),0)':s=16000:d=1.5", "-map", "0:v", "-map", "1:a",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "libvorbis", str(plain))
+    ffmpeg("-i", str(plain), "-itsoffset", "0.5", "-i", str(plain), "-map", "0:v", "-map", "1:a", "-c", "copy", str(late))
+    assert sound_onset(late) == pytest.approx(1.0, abs=0.005)
+    for suffix in (".mp4", ".mov"):
+        out = tmp_path / f"out{suffix}"
+        warnings = identity_edit(late, out, box=(0, 0, 100, 100))
+        assert any("re-encoded to AAC" in w for w in warnings)
+        assert sound_onset(out) == pytest.approx(1.0, abs=0.005), suffix
+
+
+@pytest.mark.parametrize("codec, suffix, copied", [("mp2", ".mp4", True), ("mp2", ".mov", True),
+                                                    ("libopus", ".mp4", True), ("libopus", ".mov", False),
+                                                    ("flac", ".mov", False)])
+def test_audio_is_copied_where_the_container_takes_it(tmp_path, codec, suffix, copied):
+    """MP2 (MPEG transport and program streams) is copied into MP4 and MOV; Opus and FLAC, which FFmpeg's MOV
+    muxer refuses, are re-encoded to AAC there with a warning (they once failed the edit: 'encoding failed')."""
+    src = tmp_path / "src.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.6", "-f", "lavfi", "-i", "sine=d=0.6:sample_rate=48000",
+           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", codec, str(src))
+    out = tmp_path / f"out{suffix}"
+    warnings = identity_edit(src, out, box=(0, 0, 100, 100))
+    assert any("re-encoded to AAC" in w for w in warnings) is not copied
+    if copied:
+        assert [p[1:] for p in audio_packets(out)] == [p[1:] for p in audio_packets(src)]
+    else:
+        assert media.probe(out).audio[0].codec == "aac"
+
+
 # ---------------------------------------------------------------- colour and bit depth
 
 COLOUR_CASES = {

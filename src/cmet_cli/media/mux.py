@@ -6,15 +6,19 @@ edited video in time order (``SideStreams``); the video stream's disposition and
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 from ..errors import MediaError
 from .probing import VideoInfo, open_input, video_stream
 
-# Audio codecs the MP4/MOV muxers accept as a stream copy; anything else is re-encoded to AAC.
-MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
-CONTAINER_AUDIO = {"mp4": MP4_AUDIO, "mov": MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_f32le"}, "matroska": None}
+# Audio codecs the MP4/MOV muxers accept as a stream copy; anything else is re-encoded to AAC. MP2 (MPEG transport
+# and program streams) goes into both; FFmpeg's MOV muxer refuses Opus and FLAC ("only supported in MP4").
+MP4_AUDIO = {"aac", "mp3", "mp2", "alac", "ac3", "eac3", "opus", "flac"}
+CONTAINER_AUDIO = {"mp4": MP4_AUDIO,
+                   "mov": (MP4_AUDIO - {"opus", "flac"}) | {"pcm_s16le", "pcm_s24le", "pcm_f32le"},
+                   "matroska": None}
 
 # containers whose muxer takes these subtitle codecs as a stream copy
 CONTAINER_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"},
@@ -85,6 +89,7 @@ class SideStreams:
                 self.notes.append(f"{kind} stream {stream.index} ({what}) is not kept")
         self.demux = iter(())
         self.pending = None
+        self.samples: dict[int, int] = {}  # input index -> samples of a re-encoded stream before its next frame
 
     @property
     def audio_streams(self) -> int:
@@ -149,12 +154,22 @@ class SideStreams:
                 self.output.mux(packet)
             else:
                 for frame in packet.decode():
-                    frame.pts = None  # the encoder counts samples from the first one
+                    self._restamp(packet.stream.index, frame)
                     self.output.mux(out.encode(frame))
         if seconds is None:
             for out, decoder in self.map.values():
                 if decoder is not None:
                     self.output.mux(out.encode(None))
+
+    def _restamp(self, index: int, frame) -> None:
+        """A decoded audio frame's time in samples: the stream's first frame keeps its start time (audio that
+        starts after the video, or before it, stays there: lips stay on the sound), and every later frame
+        follows the samples before it (decoders' timestamps jitter by a rounding, which the encoder refuses)."""
+        rate = frame.sample_rate
+        if index not in self.samples:
+            self.samples[index] = round(float(frame.time or 0.0) * rate)
+        frame.pts, frame.time_base = self.samples[index], Fraction(1, rate)
+        self.samples[index] += frame.samples
 
     def close(self) -> None:
         self.input.close()
