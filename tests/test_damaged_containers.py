@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from cmet_cli import media
-from cmet_cli.media.probing import ebml_shortfall, ts_packet_size
+from cmet_cli.media.probing import ebml_shortfall, probe_json, ts_packet_size
 
 from .cli_support import BOX, assert_one_line_failure, cmet, model_args
-from .clips import face_clip, ffmpeg
+from .clips import SAMPLE, face_clip, ffmpeg
 
 REMUX = {".mkv": ("-c", "copy"), ".ts": ("-c", "copy"),
          ".webm": ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus")}
@@ -109,3 +109,17 @@ def test_whole_stream_copied_cut_is_edited_without_a_word(whole, tmp_path, small
     assert run.code == 0, run.stderr
     assert not [w for w in run.warnings() if "damaged" in w]
     assert media.count_frames(media.probe(out)) == media.count_frames(media.probe(copied))
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_avi_dropped_frame_entries_are_not_damage(tmp_path, b_frames):
+    """FFmpeg's AVI muxer writes empty "dropped frame" entries to keep MPEG-4 video level with MP3 audio, and
+    counts them in the header: a whole file declares more frames than it has packets (it was refused as
+    ``damaged: 175 of 177 frames decode``). The timestamps span the declared count; a cut-off copy's do not."""
+    avi = tmp_path / "whole.avi"
+    ffmpeg("-i", str(SAMPLE), "-t", "1.5", "-c:v", "mpeg4", "-bf", str(b_frames), "-c:a", "libmp3lame", str(avi))
+    info = media.probe(avi)
+    assert probe_json(avi, select_streams="V:0")["streams"][0]["nb_frames"] != str(info.frame_count)  # the case
+    assert not info.damaged and media.damage(info) is None
+    cutoff = media.probe(cut(avi, tmp_path / "cut.avi", 0.6))
+    assert cutoff.damaged

@@ -192,8 +192,24 @@ def probe(path: str | Path) -> VideoInfo:
         codec=video.get("codec_name", "?"),
         audio=audio,
         variable_frame_rate=bool(avg and real and avg != real),
-        declared_frames=int(video.get("nb_frames") or 0),
+        declared_frames=_declared_frames(path, meta, video, count),
     )
+
+
+def _declared_frames(path: Path, meta: dict, video: dict, count: int) -> int:
+    """The frame count the container's index declares, as far as it tells of frames the data should hold.
+
+    An AVI's count includes the empty "dropped frame" entries its muxer writes to keep the video level with
+    the audio (FFmpeg does so for MP3 audio and B-frames): they are no packets but gaps in the timestamps. So
+    where an AVI declares more frames than it has packets, the frames its timestamps span are what it holds:
+    a whole file spans its declared count, a cut-off one ends early."""
+    declared = int(video.get("nb_frames") or 0)
+    if declared <= count or "avi" not in meta.get("format", {}).get("format_name", "").split(","):
+        return declared
+    packets = probe_json(path, select_streams="V:0", show_entries="packet=pts,dts").get("packets", [])
+    stamps = [int(p[key]) for p in packets for key in ("pts", "dts") if str(p.get(key, "N/A")).lstrip("-").isdigit()]
+    spanned = max(stamps) - min(stamps) + 1 if stamps else 0  # an AVI's video time base is one frame
+    return count if spanned >= declared else declared
 
 
 def count_frames(info: VideoInfo) -> int:
