@@ -165,6 +165,26 @@ def test_audio_is_copied_where_the_container_takes_it(tmp_path, codec, suffix, c
         assert media.probe(out).audio[0].codec == "aac"
 
 
+def pixel_aspect(path: Path) -> str | None:
+    return ffprobe(path, "-select_streams", "v:0", "-show_entries", "stream=sample_aspect_ratio")["streams"][0].get(
+        "sample_aspect_ratio")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_anamorphic_video_keeps_its_pixel_aspect(tmp_path, suffix):
+    """Non-square pixels (DV, DVD, broadcast) stay so: the output once lost the sample aspect ratio and showed a
+    4:3 picture square. Rotated by 90°, the upright output's pixels are the inverse shape."""
+    src, turned = tmp_path / "wide.mp4", tmp_path / "turned.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.3", "-vf", "setsar=4/3", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", str(src))
+    ffmpeg("-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(turned))
+    assert pixel_aspect(src) == "4:3" and media.probe(turned).rotation in (90, 270)
+    for source, expected in ((src, "4:3"), (turned, "3:4")):
+        out = tmp_path / f"out-{source.stem}{suffix}"
+        identity_edit(source, out, box=(0, 0, 60, 60))
+        assert pixel_aspect(out) == expected, source.name
+
+
 # ---------------------------------------------------------------- colour and bit depth
 
 COLOUR_CASES = {

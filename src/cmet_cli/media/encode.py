@@ -162,6 +162,8 @@ class FrameWriter:
         stream.time_base = layout.time_base
         cc.color_range, cc.colorspace = layout.range, layout.space
         cc.color_primaries, cc.color_trc = layout.primaries, layout.trc
+        if self.info.pixel_aspect:  # anamorphic video keeps its shape (so does --compare's canvas of two)
+            cc.sample_aspect_ratio = self.info.pixel_aspect
         cc.thread_count = 0
         # frame threads, as the ffmpeg command line runs x264 and x265: PyAV's default (slice threads) cuts every
         # frame into one slice per thread, a low-latency mode that x264 documents as less efficient, and whose

@@ -98,6 +98,7 @@ class VideoInfo:
     audio: tuple[AudioStream, ...]
     variable_frame_rate: bool = False
     declared_frames: int = 0  # the frame count the container's index declares (0: it declares none)
+    pixel_aspect: Fraction = Fraction(0)  # of the upright frames (anamorphic video: not 1); 0: not stated
 
     @property
     def damaged(self) -> bool:
@@ -172,8 +173,10 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: the video stream holds no frames")
     rotation = _rotation(video)
     width, height = int(video["width"]), int(video["height"])
+    pixel_aspect = _fraction(str(video.get("sample_aspect_ratio", "0")).replace(":", "/"))
     if rotation in (90, 270):
         width, height = height, width
+        pixel_aspect = 1 / pixel_aspect if pixel_aspect else pixel_aspect  # the frames are written upright
     duration = float(video.get("duration") or meta.get("format", {}).get("duration") or count / fps)
     audio = tuple(
         AudioStream(int(s["index"]), s.get("codec_name", "?"), int(s.get("sample_rate") or 0), int(s.get("channels") or 0))
@@ -193,6 +196,7 @@ def probe(path: str | Path) -> VideoInfo:
         audio=audio,
         variable_frame_rate=bool(avg and real and avg != real),
         declared_frames=_declared_frames(path, meta, video, count),
+        pixel_aspect=pixel_aspect,
     )
 
 
