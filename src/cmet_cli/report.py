@@ -195,14 +195,32 @@ def report_data(results: Iterable[EditResult], interrupted: bool = False, ignore
             "ignored": [{"input": str(i.input), "reason": i.reason} for i in ignored]}
 
 
-def check_report_path(path: Path) -> None:
+def _identities(path: Path) -> set:
+    """What names the file at ``path``: the path with every link resolved, the directory entry itself, and the
+    file (device, inode) where it exists (a hard link is the same file under another name)."""
+    keys: set = {path.resolve(), path.parent.resolve() / path.name}
+    try:
+        found = path.stat()
+    except OSError:
+        return keys
+    return keys | {(found.st_dev, found.st_ino)}
+
+
+def check_report_path(path: Path, inputs: Sequence[Path] = (), outputs: Sequence[Path] = ()) -> None:
     """That the report can be written to ``path`` (before any model loads): a ``UsageError`` if it names a
-    folder or lies in a folder where no file can be created."""
+    folder, an input or an output of the run (the same file, through links too), or lies in a folder where no
+    file can be created."""
     from .errors import UsageError
 
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"--report {path} is a folder: name the report file (e.g. {path / 'report.json'})")
+    mine = _identities(path)
+    for role, paths in (("input", inputs), ("output", outputs)):
+        same = next((p for p in paths if mine & _identities(Path(p))), None)
+        if same is not None:
+            raise UsageError(f"--report {path} is the {role} {same} of this run: the report would replace it; "
+                             "choose another path")
     try:
         atomic.check_writable(path.parent)
     except MediaError as exc:

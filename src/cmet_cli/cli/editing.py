@@ -121,8 +121,8 @@ def edit(inputs, output, emotion_speech, preset, neutral_speech, at, blend, inte
         ray_config = distributed.config_from_cli(executor, ray_address, workers, gpus_per_worker, max_retries, jobs)
         presets.check_presets(options)
         scanned = batch.scan(inputs, output, recursive=recursive, fmt=output_format)
-        if report:
-            check_report_path(report)  # before any model loads, as the output folder is
+        if report:  # before any model loads, as the output folder is
+            check_report_path(report, [j.input for j in scanned.jobs], [j.output for j in scanned.jobs])
     except CmetError as exc:
         _fail(_message(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED)
     except OSError as exc:

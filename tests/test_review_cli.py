@@ -1,0 +1,46 @@
+"""The CLI bugs a hostile review found: each test fails on the code before its fix.
+
+Runs go through the real CLI in-process (``cli_support.cmet``) with the stand-in weights; the checks that need
+no networks call the pure functions (``batch.scan``) directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .cli_support import BOX, assert_one_line_failure, cmet, model_args
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def edit_args(weights: Path, *extra: str) -> list[str]:
+    return ["--preset", "happy", *BOX, *model_args(weights), *extra]
+
+
+# ---------------------------------------------------------------- 1. --report naming an input or an output
+
+def test_report_naming_an_input_or_an_output_is_a_usage_error(tmp_path, clip, small_weights, model_loads):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    before = digest(src)
+    (tmp_path / "link.json").symlink_to(src)
+    (tmp_path / "hard.json").hardlink_to(src)
+    for report in (src, tmp_path / "link.json", tmp_path / "hard.json"):
+        run = cmet("edit", src, "-o", tmp_path / "out.mp4", *edit_args(small_weights), "--report", report)
+        assert_one_line_failure(run, f"--report {report} is the input {src}", code=2)
+    out = tmp_path / "out.mp4"
+    run = cmet("edit", src, "-o", out, *edit_args(small_weights), "--report", out)
+    assert_one_line_failure(run, f"--report {out} is the output {out}", code=2)
+    # in a folder run, an output that does not exist yet
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(clip.read_bytes())
+    run = cmet("edit", folder, "-o", tmp_path / "edited", *edit_args(small_weights),
+               "--report", tmp_path / "edited" / "a.mp4")
+    assert_one_line_failure(run, "is the output", code=2)
+    assert digest(src) == before and not out.exists() and not (tmp_path / "edited").exists()
+    assert model_loads == []
