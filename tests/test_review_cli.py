@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import stat
+import threading
 from pathlib import Path
 
 from .cli_support import BOX, assert_one_line_failure, cmet, model_args
@@ -44,3 +47,28 @@ def test_report_naming_an_input_or_an_output_is_a_usage_error(tmp_path, clip, sm
     assert_one_line_failure(run, "is the output", code=2)
     assert digest(src) == before and not out.exists() and not (tmp_path / "edited").exists()
     assert model_loads == []
+
+
+# ---------------------------------------------------------------- 2. --report naming a FIFO, a device, a socket
+
+def test_report_into_a_fifo_is_written_through_and_the_fifo_stays(tmp_path, clip, small_weights):
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *edit_args(small_weights), "--report", fifo)
+    assert run.code == 0, run.stderr
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    assert not reader.is_alive() and json.loads(got[0])["summary"]["done"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "report.fifo"]
+
+
+def test_report_naming_a_socket_is_a_usage_error(tmp_path, clip, small_weights, model_loads):
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *edit_args(small_weights), "--report", path)
+    assert_one_line_failure(run, f"--report {path} is a socket", code=2)
+    assert stat.S_ISSOCK(os.lstat(path).st_mode) and model_loads == []

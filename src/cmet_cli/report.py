@@ -8,6 +8,8 @@ are one plain line each on stderr (``error: INPUT: message``), easy to grep in l
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -206,10 +208,21 @@ def _identities(path: Path) -> set:
     return keys | {(found.st_dev, found.st_ino)}
 
 
+def writes_through(path: Path) -> bool:
+    """Whether ``path`` is a FIFO or a character device (``/dev/null``, a terminal): the report is written into
+    it, not renamed over it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def check_report_path(path: Path, inputs: Sequence[Path] = (), outputs: Sequence[Path] = ()) -> None:
     """That the report can be written to ``path`` (before any model loads): a ``UsageError`` if it names a
-    folder, an input or an output of the run (the same file, through links too), or lies in a folder where no
-    file can be created."""
+    folder, an input or an output of the run (the same file, through links too), an existing entry that is
+    neither a regular file nor a FIFO or character device (a socket), or lies in a folder where no file can be
+    created. A FIFO or character device is written into (``--report /dev/null`` discards it)."""
     from .errors import UsageError
 
     path = Path(path)
@@ -221,6 +234,15 @@ def check_report_path(path: Path, inputs: Sequence[Path] = (), outputs: Sequence
         if same is not None:
             raise UsageError(f"--report {path} is the {role} {same} of this run: the report would replace it; "
                              "choose another path")
+    if writes_through(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--report {path}: cannot be written: permission denied")
+        return
+    if os.path.exists(path) and not path.is_file():
+        from .media.probing import FILE_KINDS
+
+        kind = next((name for test, name in FILE_KINDS if test(path.stat().st_mode)), "not a regular file")
+        raise UsageError(f"--report {path} is {kind}: name a regular file, a FIFO or a character device")
     try:
         atomic.check_writable(path.parent)
     except MediaError as exc:
@@ -229,11 +251,18 @@ def check_report_path(path: Path, inputs: Sequence[Path] = (), outputs: Sequence
 
 def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = False,
                  ignored: Sequence[Ignored] = ()) -> None:
-    """The machine-readable report, written atomically (``atomic.write_file``; a previous report is replaced)."""
+    """The machine-readable report, written atomically (``atomic.write_file``; a previous report is replaced),
+    or into a FIFO or character device (``writes_through``), which is never replaced."""
     path = Path(path)
+    data = (json.dumps(report_data(results, interrupted, ignored), indent=2) + "\n").encode()
+    if writes_through(path):
+        try:
+            _write_into(path, data)
+        except OSError as exc:
+            raise MediaError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+        return
     if path.parent.exists() and not path.parent.is_dir():
         raise MediaError(f"cannot write the report {path}: {path.parent} is not a folder")
-    data = (json.dumps(report_data(results, interrupted, ignored), indent=2) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_file(path, data, overwrite=True)
@@ -241,6 +270,17 @@ def write_report(path: Path, results: Iterable[EditResult], interrupted: bool = 
         raise MediaError(f"cannot write the report {path}: {exc.strerror or exc}") from None
     except MediaError as exc:
         raise MediaError(f"cannot write the report {path}: {str(exc).removeprefix(f'{path}: ')}") from None
+
+
+def _write_into(path: Path, data: bytes) -> None:
+    """``data`` written into an existing FIFO or device (opened without creating or truncating anything)."""
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def summary(results: Sequence[EditResult], console, ignored: Sequence[Ignored] = ()) -> None:
