@@ -72,3 +72,26 @@ def test_report_naming_a_socket_is_a_usage_error(tmp_path, clip, small_weights, 
         run = cmet("edit", clip, "-o", tmp_path / "out.mp4", *edit_args(small_weights), "--report", path)
     assert_one_line_failure(run, f"--report {path} is a socket", code=2)
     assert stat.S_ISSOCK(os.lstat(path).st_mode) and model_loads == []
+
+
+# ---------------------------------------------------------------- 3. preview checks the speech clips first
+
+def test_preview_refuses_a_bad_speech_clip_as_edit_does(tmp_path, clip, small_weights, model_loads):
+    import numpy as np
+    import soundfile as sf
+
+    silent, short, text = tmp_path / "silent.wav", tmp_path / "short.wav", tmp_path / "notes.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    sf.write(short, 0.3 * np.sin(np.arange(4800) / 16000 * 2 * np.pi * 440).astype(np.float32), 16000)
+    text.write_text("not audio\n" * 50)
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, 0.3 * np.sin(np.arange(24000) / 16000 * 2 * np.pi * 220).astype(np.float32), 16000)
+    for args in (("--emotion-speech", silent), ("--emotion-speech", text),
+                 ("--emotion-speech", speech, "--neutral-speech", short)):
+        edit = cmet("edit", clip, "-o", tmp_path / "out.mp4", *args, *BOX, *model_args(small_weights))
+        line = assert_one_line_failure(edit, code=2)
+        sheet = tmp_path / "sheet.png"
+        run = cmet("preview", clip, "-o", sheet, *args, *BOX, *model_args(small_weights))
+        assert assert_one_line_failure(run, code=2) == line  # the same message, before the weights are looked for
+        assert not sheet.exists()
+    assert model_loads == []

@@ -22,6 +22,7 @@ from .errors import MediaError, NoFaceError, UsageError
 from .options import EditOptions, OptionError
 from .face_editor import CmetEditor, edit_faces
 from .pipeline import Editor, box_outside
+from .runner import check_speech
 
 log = logging.getLogger("cmet")
 
@@ -85,6 +86,8 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     if options.box and box_outside(options.box, info.width, info.height):
         raise UsageError(f"--box {','.join(map(str, options.box))} lies outside the {info.width}x{info.height} frame of {input}")
     atomic.check_writable(output.parent)  # before the models load
+    if editor is None or editor.plans is None:
+        check_speech(options)  # a bad speech clip is a usage error before the weights are looked for, as in `cmet edit`
     editor = editor or Editor(options)
     editor.load()
     for warning in presets.weak_warnings(editor.all_keyframes()) + editor.detector_warnings():
