@@ -358,6 +358,45 @@ def test_timecode_is_kept_and_unkeepable_streams_are_named(tmp_path, suffix):
         assert [s.get("codec_tag_string") for s in streams if s["codec_type"] == "data"] == ["tmcd"]
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_container_tags_chapters_and_the_users_comment_are_kept(tmp_path, suffix):
+    """The input's title, date and comment and its chapters go through the edit (they were dropped, and the
+    comment replaced by cmet's record): the record is the comment's first line, the user's follows; editing
+    an edit again leaves one record, not two."""
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=300\ntitle=One\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=300\nEND=600\ntitle=Two\n")
+    src = tmp_path / f"tagged{suffix}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.6", "-f", "lavfi", "-i", "sine=d=0.6", "-i", str(chapters),
+           "-map", "0", "-map", "1", "-map_chapters", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           "-metadata", "title=My talk", "-metadata", "comment=my notes",
+           "-metadata", "creation_time=2020-01-02T03:04:05Z", str(src))
+    out, again = tmp_path / f"out{suffix}", tmp_path / f"again{suffix}"
+    identity_edit(src, out, box=(0, 0, 60, 60))
+    identity_edit(out, again, box=(0, 0, 60, 60))
+    for edited in (out, again):
+        meta = ffprobe(edited, "-show_entries", "format_tags", "-show_chapters")
+        tags = {k.lower(): v for k, v in meta["format"]["tags"].items()}
+        assert tags["title"] == "My talk" and tags["creation_time"].startswith("2020-01-02T03:04:05")
+        record, *rest = tags["comment"].split("\n")
+        assert record.startswith("cmet-edit settings=") and rest == ["my notes"], tags["comment"]
+        assert [c["tags"]["title"] for c in meta["chapters"]] == ["One", "Two"]
+
+
+@pytest.mark.parametrize("where", ["stream", "container"])
+def test_a_matroska_timecode_is_kept(tmp_path, where):
+    """Matroska holds a timecode as an upper-case ``TIMECODE`` tag, on the video stream or (as ``ffmpeg
+    -timecode`` writes it) on the container: both reach the output (the lower-case match lost them)."""
+    src = tmp_path / "tc.mkv"
+    where_args = ["-metadata:s:v:0", "timecode=01:02:03:04"] if where == "stream" else ["-timecode", "01:02:03:04"]
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.4", "-c:v", "libx264", *where_args, str(src))
+    for suffix in (".mkv", ".mov"):
+        out = tmp_path / f"out{suffix}"
+        identity_edit(src, out, box=(0, 0, 100, 100))
+        video = ffprobe(out, "-show_streams")["streams"][0]
+        assert {k.lower(): v for k, v in video.get("tags", {}).items()}.get("timecode") == "01:02:03:04", suffix
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
 def test_writer_metadata_is_a_container_tag(tmp_path, suffix):
     src = tmp_path / "c.mp4"

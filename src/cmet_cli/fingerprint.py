@@ -9,7 +9,8 @@ Every output carries a container ``comment`` tag such as
   side, the codec settings and the content hashes of the network weights;
 - ``input``: the input file's size and modification time.
 
-A re-run skips an output only when both match; otherwise the input fails with a message that says
+The record is the tag's first line; the input's own comment, if it had one, follows it (a record the input
+carried from an earlier edit is left out). A re-run skips an output only when both match; otherwise the input fails with a message that says
 ``--overwrite`` replaces it (never a silent skip of an edit made with other settings).
 """
 from __future__ import annotations
@@ -44,16 +45,19 @@ class Stamp:
     def tag(self) -> str:
         return f"{PREFIX} settings={self.settings}; input={self.input}"
 
-    def metadata(self) -> dict[str, str]:
-        """Container tags for ``media.FrameWriter(metadata=...)``."""
-        return {TAG: self.tag()}
+    def metadata(self, comment: str | None = None) -> dict[str, str]:
+        """Container tags for ``media.FrameWriter(metadata=...)``: the record, then the input's ``comment``
+        (without a record of an earlier edit it may hold)."""
+        kept = [line for line in (comment or "").splitlines() if parse(line) is None]
+        return {TAG: "\n".join([self.tag(), *kept]).rstrip()}
 
 
 def parse(tag: str | None) -> Stamp | None:
-    """The stamp in a ``comment`` tag, or None when the tag is not ours."""
-    if not tag or not tag.startswith(PREFIX):
+    """The stamp in a ``comment`` tag (its first line), or None when the tag is not ours."""
+    first = (tag or "").split("\n", 1)[0]
+    if not first.startswith(PREFIX):
         return None
-    fields = dict(_FIELDS.findall(tag))
+    fields = dict(_FIELDS.findall(first))
     if "settings" not in fields or "input" not in fields:
         return None
     return Stamp(fields["settings"], fields["input"])

@@ -35,7 +35,7 @@ from . import faces, media, presets, timeline
 from .emotion import Plans, emotion_plans
 from .errors import CmetError, MediaError, UsageError
 from .face_editor import CmetEditor, FaceEditor, Tally
-from .fingerprint import Stamp, input_identity, settings_hash, settings_record
+from .fingerprint import TAG as RECORD_TAG, Stamp, input_identity, settings_hash, settings_record
 from .models import Models, detector_files, load_models, weight_paths
 from .options import EditOptions
 from .results import EditResult, FaceRow  # the result types live apart (face_editor needs one without this module)
@@ -197,9 +197,9 @@ class Editor:
                                        "it passes through unchanged there")
         edits = self.face_edits(chosen)
         batch = self.options.batch_size or (self.models.runtime.batch_size if self.models else 8)
+        record = stamp.metadata(media.container_tags(info.path).get(RECORD_TAG))  # after the input's own comment
         result.frames, result.face_frames = run_edit(info, output, edits, self.options, batch, self.progress,
-                                                     metadata=stamp.metadata(), cancel=self.cancel,
-                                                     warnings=result.warnings)
+                                                     metadata=record, cancel=self.cancel, warnings=result.warnings)
         self.report_faces(edits, result)
         result.seconds = time.perf_counter() - started
         return result

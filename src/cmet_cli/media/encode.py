@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import MediaError
-from .mux import SideStreams, audio_plan, video_template
+from .mux import SideStreams, audio_plan, container_template, video_template
 from .planes import Frame, Layout, plane_array
 from .probing import HdrMetadata, VideoInfo, hdr_metadata
 
@@ -100,9 +100,9 @@ class FrameWriter:
 
     Each frame keeps its presentation timestamp (``Frame.pts``, in the input's time base): variable frame
     rates and start offsets stay as they were. The output keeps the input's planar format and bit depth
-    and its colour description (primaries, transfer, matrix, range; untagged stays untagged). The codec:
-    see ``choose_codec``. ``metadata``: container-level tags (e.g. ``comment``). Write to a temporary
-    path; the caller renames it.
+    and its colour description (primaries, transfer, matrix, range; untagged stays untagged), its container
+    tags (title, date, ...) and chapters. The codec: see ``choose_codec``. ``metadata``: container-level tags
+    written over the input's (e.g. ``comment``). Write to a temporary path; the caller renames it.
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, crf: int = 18, preset: str = "medium",
@@ -137,8 +137,11 @@ class FrameWriter:
             self.container = av.open(self._target, "w", format=self.fmt, options=options)
         except (av.FFmpegError, OSError) as exc:
             raise self._error(exc) from None
-        for key, value in (metadata or {}).items():
+        tags, chapters = container_template(info.path)
+        for key, value in {**tags, **(metadata or {})}.items():
             self.container.metadata[key] = value
+        if chapters:
+            self.container.set_chapters(chapters)
         _WRITERS.add(self)
         self.side = SideStreams(Path(audio_from), self.container, self.fmt) if audio_from else None
         self.notes = list(self.side.notes) if self.side else []

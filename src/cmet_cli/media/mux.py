@@ -24,7 +24,10 @@ CONTAINER_AUDIO = {"mp4": MP4_AUDIO,
 CONTAINER_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"},
                        "matroska": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}}
 
-KEPT_VIDEO_TAGS = ("timecode", "language", "title")
+KEPT_VIDEO_TAGS = ("timecode", "language", "title", "creation_time")
+KEPT_SIDE_TAGS = ("language", "title", "handler_name", "creation_time")
+# container tags the output's muxer writes for itself (the rest of the input's, title, date, comment..., are kept)
+MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
 
 
 def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
@@ -36,18 +39,41 @@ def audio_plan(info: VideoInfo, fmt: str) -> tuple[dict, str | None]:
     return {"acodec": "aac", "b:a": "256k"}, f"audio ({codecs}) cannot be copied into {fmt}: re-encoded to AAC"
 
 
+def kept_tags(metadata: dict[str, str], keys) -> dict[str, str]:
+    """The tags among ``keys`` (lower case), whatever their case in the input (Matroska's are upper case)."""
+    return {k.lower(): v for k, v in metadata.items() if k.lower() in keys}
+
+
 def video_template(path: Path) -> tuple[object | None, dict[str, str]]:
     """The input video stream's disposition flags (default, ...) and the tags the output keeps
-    (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track); (None, {}) if unreadable."""
+    (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track; a Matroska file may hold the timecode
+    as a container tag instead); (None, {}) if unreadable."""
     try:
         container = open_input(path)
     except MediaError:
         return None, {}
     try:
         stream = video_stream(container)
-        return stream.disposition, {k: v for k, v in stream.metadata.items() if k in KEPT_VIDEO_TAGS}
+        tags = kept_tags(stream.metadata, KEPT_VIDEO_TAGS)
+        if "timecode" not in tags and "timecode" in (outer := kept_tags(container.metadata, ("timecode",))):
+            tags["timecode"] = outer["timecode"]
+        return stream.disposition, tags
     except MediaError:
         return None, {}
+    finally:
+        container.close()
+
+
+def container_template(path: Path) -> tuple[dict[str, str], list[dict]]:
+    """The input container's tags the output keeps (keys in lower case; not those its muxer writes itself) and
+    its chapters; nothing if unreadable."""
+    try:
+        container = open_input(path)
+    except MediaError:
+        return {}, []
+    try:
+        tags = {k.lower(): v for k, v in container.metadata.items() if k.lower() not in MUXER_TAGS}
+        return tags, list(container.chapters())
     finally:
         container.close()
 
@@ -125,9 +151,8 @@ class SideStreams:
 
     @staticmethod
     def _keep_tags(stream, out) -> None:
-        for key in ("language", "title", "handler_name"):
-            if key in stream.metadata:
-                out.metadata[key] = stream.metadata[key]
+        for key, value in kept_tags(stream.metadata, KEPT_SIDE_TAGS).items():
+            out.metadata[key] = value
         try:
             out.disposition = stream.disposition
         except (AttributeError, TypeError, ValueError):
