@@ -95,3 +95,18 @@ def test_preview_refuses_a_bad_speech_clip_as_edit_does(tmp_path, clip, small_we
         assert assert_one_line_failure(run, code=2) == line  # the same message, before the weights are looked for
         assert not sheet.exists()
     assert model_loads == []
+
+
+# ---------------------------------------------------------------- 4. cmet faces on a folder, a FIFO, a missing file
+
+def test_faces_names_a_bad_input_as_edit_and_preview_do(tmp_path, clip, small_weights):
+    folder, fifo, missing = tmp_path / "clips", tmp_path / "pipe.mp4", tmp_path / "missing.mp4"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    for bad, needle in ((folder, "is a folder, not a video"), (fifo, "is a named pipe (FIFO), not a regular file"),
+                        (missing, "no such file")):
+        run = cmet("faces", bad, *BOX)
+        line = assert_one_line_failure(run, f"{bad}: {needle}", code=1)
+        preview = cmet("preview", bad, "-o", tmp_path / "sheet.png", "--preset", "happy", *BOX,
+                       *model_args(small_weights))
+        assert assert_one_line_failure(preview, code=1) == line

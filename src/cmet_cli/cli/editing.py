@@ -252,14 +252,14 @@ def faces(input, detector, box, weights_dir, sheet, overwrite, as_json) -> None:
 
     from .. import face_list
     from ..errors import CmetError, UsageError
+    from ..media.probing import check_regular_file
     from ..models import detector_files
     from ..options import EditOptions
 
     _setup_logging(0, False)
     _handle_termination()
     try:
-        if not Path(input).is_file():
-            raise UsageError(f"{input}: no such file")
+        check_regular_file(Path(input))  # the messages of edit and preview (a folder, a FIFO, no such file)
         if sheet is not None and sheet.exists() and not overwrite:
             raise UsageError(f"{sheet} exists: pass --overwrite to replace it")
         options = EditOptions(preset="neutral", detector=detector, box=box, weights_dir=weights_dir)
