@@ -13,7 +13,10 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
+
 from .cli_support import BOX, assert_one_line_failure, cmet, model_args
+from .clips import synthetic
 
 
 def digest(path: Path) -> str:
@@ -110,3 +113,18 @@ def test_faces_names_a_bad_input_as_edit_and_preview_do(tmp_path, clip, small_we
         preview = cmet("preview", bad, "-o", tmp_path / "sheet.png", "--preset", "happy", *BOX,
                        *model_args(small_weights))
         assert assert_one_line_failure(preview, code=1) == line
+
+
+# ---------------------------------------------------------------- 5. cmet faces --sheet on a video without a face
+
+@pytest.mark.cascade
+def test_faces_sheet_of_a_video_without_a_face_says_none_was_written(tmp_path):
+    """`cmet faces` reports a video without a face as "0 face tracks" with exit 0, so the sheet it cannot make is
+    a warning (exit 0), not an error; --json stays one object on stdout."""
+    video = synthetic(tmp_path / "noface.mp4", size="160x120", rate="10", seconds=0.3)
+    sheet = tmp_path / "nf.png"
+    for extra in ((), ("--json",)):
+        run = cmet("faces", video, "--detector", "cascade", "--sheet", sheet, *extra)
+        assert run.code == 0 and not sheet.exists(), run.stderr
+        assert run.warnings() == [f"warning: {video}: no face found, so no sheet was written ({sheet})"], run.stderr
+    assert json.loads(run.stdout)["faces"] == []

@@ -255,6 +255,7 @@ def faces(input, detector, box, weights_dir, sheet, overwrite, as_json) -> None:
     from ..media.probing import check_regular_file
     from ..models import detector_files
     from ..options import EditOptions
+    from ..report import say
 
     _setup_logging(0, False)
     _handle_termination()
@@ -269,6 +270,8 @@ def faces(input, detector, box, weights_dir, sheet, overwrite, as_json) -> None:
         listed, tracks, info = face_list.list_faces(input, options, found)
         if sheet is not None and tracks:
             face_list.contact_sheet(info, tracks, sheet, overwrite=overwrite)
+        elif sheet is not None:  # listed as "0 face tracks" (exit 0): the sheet's absence is said, not an error
+            say("warning", f"{input}: no face found, so no sheet was written ({sheet})")
     except UsageError as exc:
         _fail(_message(exc), EXIT_USAGE)
     except CmetError as exc:
