@@ -342,3 +342,33 @@ def test_checkpoint_with_pickled_objects_is_refused(tmp_path, clip, small_weight
     run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(evil))
     assert_one_line_failure(run, "refusing to load", str(evil / "EDTalk.pt"))
     assert not marker.exists() and not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"hello world", "not a PyTorch checkpoint"),
+    (b"", "the file is empty"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n", "Git LFS pointer"),
+    (b"\x80\x02}q\x00X\x01", "cannot read checkpoint"),  # a pickle cut short: the unpickler's own error
+    (b"junk", "not a PyTorch checkpoint"),
+    ("zip-without-gen", "has no entry 'gen'"),
+    ("gen-of-another-model", "is not EDTalk's generator"),
+])
+def test_a_damaged_or_wrong_checkpoint_is_one_line(tmp_path, clip, small_weights, content, needle):
+    """Whatever is in place of EDTalk.pt (a text file, an empty file, a Git LFS pointer, a truncated pickle, a
+    checkpoint of another model) fails as one line naming the file: some once ended in a KeyError or
+    IndexError traceback, and text files were called 'pickled objects other than tensors'."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    target = bad / "EDTalk.pt"
+    if content == "zip-without-gen":
+        torch.save({"generator": {"w": torch.zeros(1)}}, target)
+    elif content == "gen-of-another-model":
+        torch.save({"gen": {"conv.weight": torch.zeros(1)}}, target)
+    else:
+        target.write_bytes(content)
+    for other in small_weights.iterdir():
+        if other.name != "EDTalk.pt":
+            (bad / other.name).symlink_to(other)
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--preset", "happy", *BOX, *model_args(bad))
+    assert_one_line_failure(run, needle, str(target))
+    assert not (tmp_path / "out.mp4").exists()

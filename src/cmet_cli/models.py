@@ -108,7 +108,12 @@ def load_models(options: EditOptions, *, emotion: bool = True) -> Models:
     paths = weight_paths(options, emotion=emotion)
     device = pick_device(options.device)
     state = read_checkpoint(paths.edtalk, "gen")
-    generator = EDTalkGenerator(generator_config(state))
+    try:
+        config = generator_config(state)
+    except KeyError as exc:
+        raise WeightsError(f"checkpoint {paths.edtalk} is not EDTalk's generator: its 'gen' has no entry {exc} "
+                           "(re-run `cmet download-weights`)") from None
+    generator = EDTalkGenerator(config)
     load_strict(generator, state, paths.edtalk)
     connector = Connector()
     load_strict(connector, read_checkpoint(paths.connector, "state_dict"), paths.connector)

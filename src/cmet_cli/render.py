@@ -50,8 +50,15 @@ class GeneratorConfig:
             raise ValueError(f"size must be a power of two from 8 to 1024, got {self.size}")
 
 
+GENERATOR_KEYS = ("enc.net_app.convs.0.0.weight", "fc.0.weight", "lip_fc.2.weight", "pose_fc.2.weight", "exp_fc.2.weight")
+
+
 def generator_config(state: dict) -> GeneratorConfig:
-    """The configuration of a checkpoint's generator, read from its shapes (so small test models load too)."""
+    """The configuration of a checkpoint's generator, read from its shapes (so small test models load too);
+    ``KeyError`` naming the first missing entry where it is not EDTalk's generator."""
+    missing = [key for key in GENERATOR_KEYS if key not in state]
+    if missing:
+        raise KeyError(missing[0])
     blocks = sum(1 for k in state if k.startswith("enc.net_app.convs.") and k.endswith(".conv1.0.weight"))
     first = state["enc.net_app.convs.0.0.weight"].shape[0]
     size = 2 ** (blocks + 2)
