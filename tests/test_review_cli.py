@@ -128,3 +128,17 @@ def test_faces_sheet_of_a_video_without_a_face_says_none_was_written(tmp_path):
         assert run.code == 0 and not sheet.exists(), run.stderr
         assert run.warnings() == [f"warning: {video}: no face found, so no sheet was written ({sheet})"], run.stderr
     assert json.loads(run.stdout)["faces"] == []
+
+
+# ---------------------------------------------------------------- 6. a folder where a sheet is to be written
+
+def test_a_folder_named_as_the_sheet_is_a_usage_error_at_once(tmp_path, clip, small_weights, model_loads):
+    folder = tmp_path / "dir.png"
+    folder.mkdir()
+    for extra in ((), ("--overwrite",)):
+        run = cmet("preview", clip, "-o", folder, "--preset", "happy", *BOX, *model_args(small_weights), *extra)
+        assert_one_line_failure(run, f"{folder} is a folder", code=2)
+        run = cmet("faces", clip, *BOX, "--sheet", folder, *extra)
+        assert_one_line_failure(run, f"{folder} is a folder", code=2)
+        assert run.stdout == ""  # refused before the tracking pass
+    assert model_loads == [] and list(folder.iterdir()) == []

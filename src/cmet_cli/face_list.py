@@ -87,14 +87,24 @@ def list_faces(input: str | Path, options: EditOptions, detector=None, progress:
     return listed, tracks, info
 
 
+def check_sheet_path(path: Path, overwrite: bool, what: str = "the sheet") -> None:
+    """That a contact sheet may be written to ``path``, before any work: a ``UsageError`` if it names a folder,
+    is not a .png/.jpg name, or exists and ``overwrite`` is off."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: name the image file (e.g. {path / 'sheet.png'})")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UsageError(f"{path}: {what} is an image: use .png or .jpg")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists: pass --overwrite to replace it")
+
+
 def contact_sheet(info: media.VideoInfo, tracks: Sequence[faces.FaceTrack], output: str | Path,
                   overwrite: bool = False) -> Path:
     """One thumbnail per track (its reference frame's face crop), labelled with its id, in a row."""
     import cv2
 
     output = Path(output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UsageError(f"{output}: the sheet is an image: use .png or .jpg")
+    check_sheet_path(output, overwrite=True)  # an existing sheet is refused by the rename unless ``overwrite``
     if not tracks:
         raise UsageError(f"{output}: no face track to show")
     picks = media.planes_at(info, [t.reference for t in tracks])

@@ -21,6 +21,7 @@ from . import atomic, colour, faces, media, presets, stream
 from .errors import MediaError, NoFaceError, UsageError
 from .options import EditOptions, OptionError
 from .face_editor import CmetEditor, edit_faces
+from .face_list import check_sheet_path
 from .pipeline import Editor, box_outside
 from .runner import check_speech
 
@@ -76,10 +77,7 @@ def contact_sheet(input: str | Path, output: str | Path, options: EditOptions, n
     import cv2
 
     input, output = Path(input), Path(output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UsageError(f"{output}: the contact sheet is an image: use .png or .jpg")
-    if output.exists() and not options.overwrite:
-        raise UsageError(f"{output} exists: pass --overwrite to replace it")
+    check_sheet_path(output, options.overwrite, "the contact sheet")
     if n_frames < 1:
         raise OptionError("{n_frames} must be at least 1")
     info = media.probe(input)

@@ -261,8 +261,8 @@ def faces(input, detector, box, weights_dir, sheet, overwrite, as_json) -> None:
     _handle_termination()
     try:
         check_regular_file(Path(input))  # the messages of edit and preview (a folder, a FIFO, no such file)
-        if sheet is not None and sheet.exists() and not overwrite:
-            raise UsageError(f"{sheet} exists: pass --overwrite to replace it")
+        if sheet is not None:
+            face_list.check_sheet_path(sheet, overwrite)
         options = EditOptions(preset="neutral", detector=detector, box=box, weights_dir=weights_dir)
         from .. import faces as face_detection
 
