@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cmet_cli import batch
+from cmet_cli.errors import UsageError
+
 from .cli_support import BOX, assert_one_line_failure, cmet, model_args
 from .clips import synthetic
 
@@ -142,3 +145,20 @@ def test_a_folder_named_as_the_sheet_is_a_usage_error_at_once(tmp_path, clip, sm
         assert_one_line_failure(run, f"{folder} is a folder", code=2)
         assert run.stdout == ""  # refused before the tracking pass
     assert model_loads == [] and list(folder.iterdir()) == []
+
+
+# ---------------------------------------------------------------- 7. every group of inputs sharing an output
+
+def test_folder_collisions_name_every_group(tmp_path, clip):
+    src = tmp_path / "d2"
+    src.mkdir()
+    for name in ("x.mp4", "x.mov", "y.avi", "y.mkv", "y.mp4"):
+        (src / name).write_bytes(clip.read_bytes())
+    with pytest.raises(UsageError) as info:
+        batch.scan([src], tmp_path / "o2", fmt="mp4")
+    out = tmp_path / "o2"
+    assert str(info.value) == (f"{src / 'x.mov'} and {src / 'x.mp4'} would both be written to {out / 'x.mp4'}; "
+                               f"{src / 'y.avi'}, {src / 'y.mkv'} and {src / 'y.mp4'} would all be written to "
+                               f"{out / 'y.mp4'}")
+    run = cmet("edit", src, "-o", out, "--format", "mp4", "--preset", "happy", *BOX)
+    assert assert_one_line_failure(run, code=2) == f"error: {info.value}"

@@ -110,10 +110,15 @@ def _check_jobs(jobs: Sequence[Job]) -> None:
         if target in inputs:
             raise UsageError(f"{job.output}: the output would overwrite the input {inputs[target]}; choose another -o")
         by_target.setdefault(target, []).append(job)
-    for same in by_target.values():
-        if len(same) > 1:
-            both = "both" if len(same) == 2 else "all"
-            raise UsageError(f"{_names([j.input for j in same])} would {both} be written to {same[0].output}")
+    clashes = [_clash(same) for same in by_target.values() if len(same) > 1]
+    if clashes:
+        raise UsageError("; ".join(clashes))
+
+
+def _clash(same: Sequence[Job]) -> str:
+    """``a and b would both be written to o/a.mp4`` (``all`` for three or more)."""
+    both = "both" if len(same) == 2 else "all"
+    return f"{_names([j.input for j in same])} would {both} be written to {same[0].output}"
 
 
 def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False, fmt: str | None = None) -> Plan:
