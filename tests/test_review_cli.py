@@ -162,3 +162,16 @@ def test_folder_collisions_name_every_group(tmp_path, clip):
                                f"{out / 'y.mp4'}")
     run = cmet("edit", src, "-o", out, "--format", "mp4", "--preset", "happy", *BOX)
     assert assert_one_line_failure(run, code=2) == f"error: {info.value}"
+
+
+# ---------------------------------------------------------------- 8. -o ending with a path separator
+
+def test_output_ending_with_a_separator_is_a_folder(tmp_path, clip, small_weights):
+    folder = tmp_path / "results.2024"
+    assert batch.scan([clip], f"{folder}{os.sep}").jobs == [batch.Job(clip, folder / clip.name)]
+    run = cmet("edit", clip, "-o", f"{folder}{os.sep}", *edit_args(small_weights))
+    assert run.code == 0, run.stderr
+    assert [p.name for p in folder.iterdir()] == [clip.name]  # the folder is made, as for -o name_without_suffix
+    (tmp_path / "taken.mp4").write_bytes(b"")
+    run = cmet("edit", clip, "-o", f"{tmp_path / 'taken.mp4'}{os.sep}", *edit_args(small_weights))
+    assert_one_line_failure(run, "taken.mp4 is a file, not a folder", code=2)

@@ -5,6 +5,7 @@ reporting them is ``report``'s.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -121,24 +122,34 @@ def _clash(same: Sequence[Job]) -> str:
     return f"{_names([j.input for j in same])} would {both} be written to {same[0].output}"
 
 
-def scan(inputs: Sequence[Path], output: Path, *, recursive: bool = False, fmt: str | None = None) -> Plan:
+def names_folder(output: str | Path) -> bool:
+    """Whether ``output`` as typed ends with a path separator (``results.2024/``): a folder, whatever its name.
+    A ``Path`` has lost that separator: only a string can say it."""
+    return isinstance(output, str) and output.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
+
+
+def scan(inputs: Sequence[Path], output: str | Path, *, recursive: bool = False, fmt: str | None = None) -> Plan:
     """Pair every input video with its output path; a folder keeps its relative layout under ``output``.
 
-    One input file and an ``output`` with a suffix (not an existing folder): that file. Otherwise
-    ``output`` is a folder, and each output keeps its input's container (``output_suffix``; ``fmt``: one
+    One input file and an ``output`` with a suffix (not an existing folder, nor a string ending with a path
+    separator: ``names_folder``): that file. Otherwise ``output`` is a folder (made when the first output is
+    written), and each output keeps its input's container (``output_suffix``; ``fmt``: one
     for all); an input that does not exist stays in the plan and fails on its own, as does
     a folder's file that looks like a video (extension, signature) but does not decode. A folder's other
     files are ``ignored``. An input folder that is the output folder is a ``UsageError``.
     """
     inputs = [Path(p) for p in inputs]
+    as_folder, output = names_folder(output), Path(output)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
-    if single_file and not (output.is_dir() or output.suffix == ""):
+    if single_file and not (as_folder or output.is_dir() or output.suffix == ""):
         jobs = [Job(inputs[0], output)]
         _check_jobs(jobs)
         return Plan(jobs, [])
     if output.exists() and not output.is_dir():
+        if as_folder:
+            raise UsageError(f"-o {output}{os.sep}: {output} is a file, not a folder")
         raise UsageError(f"{output} is a file: with several inputs or a folder, -o must be a folder")
-    if output.suffix.lower() in media.FORMAT_BY_SUFFIX and not output.is_dir():
+    if output.suffix.lower() in media.FORMAT_BY_SUFFIX and not output.is_dir() and not as_folder:
         why = "the input is a folder" if any(p.is_dir() for p in inputs) else "there are several inputs"
         raise UsageError(f"-o must be a folder when {why}, not a video file name ({output})")
     jobs: list[Job] = []

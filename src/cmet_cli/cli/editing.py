@@ -35,8 +35,8 @@ EDIT_SECTIONS = {
 # every option of `edit`, in the order its help lists them
 EDIT_OPTIONS = option_group(
     click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
-    click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-                 help="Output file (one input) or folder (several inputs or a folder)."),
+    click.option("-o", "--output", required=True, type=click.Path(),  # as typed: a trailing / names a folder
+                 help="Output file (one input) or folder (several inputs, a folder, or a name ending with /)."),
     EMOTION_OPTIONS,
     click.option("--at", "at", type=CueType(), multiple=True, metavar="TIME EMOTION",
                  help="Emotion timeline: from TIME (seconds or mm:ss) switch to EMOTION (preset or speech file). "
