@@ -185,6 +185,26 @@ def test_anamorphic_video_keeps_its_pixel_aspect(tmp_path, suffix):
         assert pixel_aspect(out) == expected, source.name
 
 
+def field_order(path: Path) -> str | None:
+    return ffprobe(path, "-select_streams", "v:0", "-show_entries", "stream=field_order")["streams"][0].get("field_order")
+
+
+@pytest.mark.parametrize("order", ["tff", "bff"])
+def test_interlaced_video_stays_interlaced(tmp_path, order):
+    """Interlaced video is coded as fields in its own order and flagged so (it came out flagged progressive, so
+    players would not deinterlace it); progressive video stays progressive."""
+    src, plain = tmp_path / f"{order}.mp4", tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=0.4", "-vf", f"setfield={order}", "-c:v", "libx264",
+           "-flags", "+ildct+ilme", "-x264-params", f"{order}=1", "-pix_fmt", "yuv420p", str(src))
+    synthetic(plain, size="160x120", rate="25", seconds=0.4, audio=False)
+    assert field_order(src) not in (None, "progressive") and field_order(plain) == "progressive"
+    for source in (src, plain):
+        for suffix in (".mp4", ".mkv"):
+            out = tmp_path / f"out-{source.stem}{suffix}"
+            identity_edit(source, out, box=(0, 0, 60, 60))
+            assert field_order(out) == field_order(source), out.name
+
+
 # ---------------------------------------------------------------- colour and bit depth
 
 COLOUR_CASES = {

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import MediaError
 from .mux import SideStreams, audio_plan, container_template, video_template
 from .planes import Frame, Layout, plane_array
-from .probing import HdrMetadata, VideoInfo, hdr_metadata
+from .probing import INTERLACED, HdrMetadata, VideoInfo, hdr_metadata
 
 FORMAT_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 CODECS = ("auto", "h264", "hevc")
@@ -180,6 +180,10 @@ class FrameWriter:
         options = encoder_options(name, self.crf, self.preset)
         hdr = hdr10_params(self.hdr, name)
         x264 = list(hdr)
+        if self.info.field_order and name in ("libx264", "libx264rgb"):
+            # interlaced video stays interlaced: coded as fields in the input's order, and flagged so
+            x264.append("tff=1" if self.info.field_order in ("tt", "tb") else "bff=1")
+            cc.field_order = INTERLACED[self.info.field_order]
         if name == "libx264" and layout.range == 1 and (layout.primaries, layout.trc, layout.space) == (2, 2, 2):
             # x264 signals a limited range only beside a video format or a colour description: without
             # this, video tagged `tv` and nothing else would come out untagged

@@ -99,6 +99,7 @@ class VideoInfo:
     variable_frame_rate: bool = False
     declared_frames: int = 0  # the frame count the container's index declares (0: it declares none)
     pixel_aspect: Fraction = Fraction(0)  # of the upright frames (anamorphic video: not 1); 0: not stated
+    field_order: str = ""  # interlaced video: "tt", "bb", "tb" or "bt" (ffprobe's names); "": progressive or unknown
 
     @property
     def damaged(self) -> bool:
@@ -197,7 +198,11 @@ def probe(path: str | Path) -> VideoInfo:
         variable_frame_rate=bool(avg and real and avg != real),
         declared_frames=_declared_frames(path, meta, video, count),
         pixel_aspect=pixel_aspect,
+        field_order=video.get("field_order", "") if video.get("field_order") in INTERLACED else "",
     )
+
+
+INTERLACED = {"tt": 2, "bb": 3, "tb": 4, "bt": 5}  # ffprobe's field orders -> FFmpeg's AVFieldOrder
 
 
 def _declared_frames(path: Path, meta: dict, video: dict, count: int) -> int:
