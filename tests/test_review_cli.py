@@ -175,3 +175,20 @@ def test_output_ending_with_a_separator_is_a_folder(tmp_path, clip, small_weight
     (tmp_path / "taken.mp4").write_bytes(b"")
     run = cmet("edit", clip, "-o", f"{tmp_path / 'taken.mp4'}{os.sep}", *edit_args(small_weights))
     assert_one_line_failure(run, "taken.mp4 is a file, not a folder", code=2)
+
+
+# ---------------------------------------------------------------- 9. videos in an output folder inside the input
+
+def test_files_in_an_output_folder_inside_the_input_are_listed_as_ignored(tmp_path, clip, small_weights):
+    src = tmp_path / "clips"
+    (src / "out").mkdir(parents=True)
+    (src / "a.mp4").write_bytes(clip.read_bytes())
+    (src / "out" / "old.mp4").write_bytes(clip.read_bytes())  # an earlier run's output: not an input
+    report = tmp_path / "report.json"
+    run = cmet("edit", src, "-o", src / "out", "-r", *edit_args(small_weights), "--report", report)
+    assert run.code == 0, run.stderr
+    data = json.loads(report.read_text())
+    assert [Path(r["input"]).name for r in data["results"]] == ["a.mp4"]
+    assert data["ignored"] == [{"input": str(src / "out" / "old.mp4"), "reason": "inside the output folder"}]
+    assert data["summary"]["ignored"] == 1
+    assert "old.mp4" in run.stderr and "inside the output folder" in run.stderr and "1 ignored" in run.stderr

@@ -59,17 +59,17 @@ def _classify(path: Path) -> str | None:
 def _scan_folder(folder: Path, recursive: bool, exclude: Path | None = None) -> tuple[list[Path], list[Ignored]]:
     """A folder's videos (found by probing, not by extension alone) and its other files, sorted.
 
-    Hidden folders, our own temporary files and anything under ``exclude`` (the output folder, when it sits
-    inside the input folder) are left out.
+    Hidden folders and our own temporary files are left out; the files under ``exclude`` (the output folder,
+    when it sits inside the input folder: earlier outputs) are ignored, and listed as such.
     """
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     found, ignored = [], []
     for path in sorted(pattern):
         if path.is_dir() or atomic.is_temp_name(path.name):
             continue
-        if _inside(path, exclude) or any(part.startswith(".") for part in path.relative_to(folder).parts[:-1]):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts[:-1]):
             continue
-        reason = _classify(path)
+        reason = "inside the output folder" if _inside(path, exclude) else _classify(path)
         if reason is None:
             found.append(path)
         else:
