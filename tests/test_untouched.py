@@ -330,6 +330,34 @@ def test_formats_the_edit_cannot_hold_are_converted_with_a_warning(tmp_path):
     assert video_tags(out)["pix_fmt"] == "yuv420p"
 
 
+class TintingEditor(IdentityEditor):
+    """Returns the crops with a red cast: a face that brings colour of its own."""
+
+    def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        out = crops.astype(np.float32)
+        out[..., 0] += 60
+        return np.clip(out, 0, 255).astype(crops.dtype)
+
+
+def test_a_greyscale_video_stays_grey(tmp_path):
+    """A grey source is edited as Y'CbCr (with a warning) and its chroma is kept neutral: a rendered face with
+    colour of its own once came out coloured in a grey picture. Its luma still changes where the face is."""
+    src = tmp_path / "grey.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.3", "-c:v", "ffv1", "-pix_fmt", "gray", str(src))
+    out, tinted = tmp_path / "out.mkv", tmp_path / "tinted.mkv"
+    options = EditOptions(preset="neutral", box=(0, 0, 100, 100), crf=0)
+    result = Editor(options, face_editor=TintingEditor()).edit(src, out)
+    assert any("stays grey" in w for w in result.warnings)
+    before, after = planes(src), planes(out)
+    assert all(np.all(p == 1 << 7) for frame in after for p in frame[1:])
+    assert any(np.any(a[0] != b[0]) for a, b in zip(after, before))  # the face was pasted (as luma)
+    # the same tint in a colour source does reach its chroma (what the check above would miss if it could not)
+    colour = tmp_path / "colour.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=0.3", "-c:v", "ffv1", "-pix_fmt", "yuv444p", str(colour))
+    Editor(options, face_editor=TintingEditor()).edit(colour, tinted)
+    assert any(np.any(a[2] != b[2]) for a, b in zip(planes(tinted), planes(colour)))
+
+
 def test_rotated_planes_match_the_upright_decode(tmp_path):
     plain = tmp_path / "plain.mp4"
     synthetic(plain, size="160x96", rate="10", seconds=0.2, audio=False)

@@ -429,7 +429,8 @@ def begin_clip(info: media.VideoInfo, edits: Sequence[FaceEdit], size: int, warn
     first = refs[min(refs)]
     if first.layout.converted_from and warnings is not None:
         warnings.append(f"pixel format {first.layout.converted_from} cannot be edited as it is: "
-                        f"converted to {first.layout.pix_fmt} (the whole frame)")
+                        f"converted to {first.layout.pix_fmt} (the whole frame"
+                        + ("; its chroma stays neutral, so the picture stays grey)" if first.layout.monochrome else ")"))
     times = media.frame_times(info)
     times = times if times is not None and len(times) == info.frame_count else None
     for edit in edits:

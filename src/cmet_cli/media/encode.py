@@ -207,8 +207,9 @@ class FrameWriter:
             for k in range(3):
                 packed[..., k] = frame.planes[k]
         else:
-            for plane, values in zip(out.planes, frame.planes):
-                plane_array(plane, layout.dtype)[...] = values
+            for k, (plane, values) in enumerate(zip(out.planes, frame.planes)):
+                # a greyscale source stays grey: its chroma neutral, the face pasted in as luma alone
+                plane_array(plane, layout.dtype)[...] = 1 << (layout.bits - 1) if k and layout.monochrome else values
         out.pts = self._next_pts(frame.pts)
         out.time_base = layout.time_base
         out.color_range, out.colorspace = layout.range, layout.space

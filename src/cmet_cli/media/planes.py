@@ -50,6 +50,11 @@ class Layout:
         return self.pix_fmt == "rgb24"
 
     @property
+    def monochrome(self) -> bool:
+        """Decoded from a greyscale format (gray, gray10le, ya8...): its chroma planes must stay neutral."""
+        return (self.converted_from or "").startswith(("gray", "ya"))
+
+    @property
     def dtype(self) -> type:
         return np.uint16 if self.bits > 8 else np.uint8
 
