@@ -158,8 +158,9 @@ def test_doctor_describes_the_weights_the_edit_uses_on_stdout(tmp_path, small_we
     run = cmet("doctor", env=env)
     assert run.code == 0, run.stderr
     rows = {line.split("│")[1].strip(): line for line in run.stdout.splitlines() if line.count("│") > 3}
-    assert "given (--weights-dir" in rows["edtalk"] and str(small_weights / "EDTalk.pt") in rows["edtalk"]
-    assert "missing (not in --weights-dir)" in rows["emotion2vec"]
+    # the folder came from CMET_WEIGHTS_DIR, and the rows say so
+    assert "given (CMET_WEIGHTS_DIR" in rows["edtalk"] and str(small_weights / "EDTalk.pt") in rows["edtalk"]
+    assert "missing (not in CMET_WEIGHTS_DIR)" in rows["emotion2vec"]
     assert "missing" in rows["bank"] and "ffmpeg:" in run.stdout and run.stderr == ""
     with_bank = cmet("doctor", "--bank", BANK, env=env)
     assert "given (--bank)" in {line.split("│")[1].strip(): line for line in with_bank.stdout.splitlines()

@@ -18,7 +18,7 @@ import pytest
 from cmet_cli import batch
 from cmet_cli.errors import UsageError
 
-from .cli_support import BOX, assert_one_line_failure, cmet, model_args
+from .cli_support import BANK, BOX, assert_one_line_failure, cmet, model_args
 from .clips import synthetic
 
 
@@ -192,3 +192,25 @@ def test_files_in_an_output_folder_inside_the_input_are_listed_as_ignored(tmp_pa
     assert data["ignored"] == [{"input": str(src / "out" / "old.mp4"), "reason": "inside the output folder"}]
     assert data["summary"]["ignored"] == 1
     assert "old.mp4" in run.stderr and "inside the output folder" in run.stderr and "1 ignored" in run.stderr
+
+
+# ---------------------------------------------------------------- 10. the weights folder named by CMET_WEIGHTS_DIR
+
+def test_weights_messages_name_the_source_of_the_folder(tmp_path, clip, model_loads):
+    missing, empty = tmp_path / "nonexist", tmp_path / "empty"
+    empty.mkdir()
+    home = {"CMET_HOME": str(tmp_path / "home")}
+    args = ("--preset", "happy", *BOX, "--bank", BANK, "--device", "cpu")
+    run = cmet("edit", clip, "-o", tmp_path / "a.mp4", *args, env={**home, "CMET_WEIGHTS_DIR": str(missing)})
+    assert_one_line_failure(run, f"CMET_WEIGHTS_DIR={missing}: no such folder", "cmet download-weights")
+    run = cmet("edit", clip, "-o", tmp_path / "a.mp4", *args, "--weights-dir", missing, env=home)
+    assert_one_line_failure(run, f"--weights-dir {missing}: no such folder")
+    run = cmet("edit", clip, "-o", tmp_path / "a.mp4", *args, env={**home, "CMET_WEIGHTS_DIR": str(empty)})
+    line = assert_one_line_failure(run, f"{empty / 'EDTalk.pt'} not found (CMET_WEIGHTS_DIR expects")
+    assert "--weights-dir" not in line
+    run = cmet("doctor", env={**home, "CMET_WEIGHTS_DIR": str(missing)})
+    assert run.code == 0, run.stderr
+    assert f"weights in {missing} (CMET_WEIGHTS_DIR: no such folder)" in run.stdout
+    assert "missing (not in CMET_WEIGHTS_DIR)" in run.stdout and "--weights-dir" not in run.stdout
+    run = cmet("doctor", "--weights-dir", missing, env=home)
+    assert f"weights in {missing} (--weights-dir: no such folder)" in run.stdout

@@ -157,8 +157,9 @@ def weight_rows(weights_dir: Path | None, bank_dir: Path | None) -> list[tuple[s
     (``weights.paths``): ``--bank``, then ``--weights-dir`` (official names; a checkpoint missing there is
     missing, as the edit then fails; the bank falls back to the cache), then the verified cache."""
     from .. import weights
-    from ..weights.paths import CHECKPOINT_NAMES, find_in_folder
+    from ..weights.paths import CHECKPOINT_NAMES, find_in_folder, weights_source
 
+    source = weights_source(weights_dir) if weights_dir else "--weights-dir"
     rows = []
     for name, entry in weights.load_lock().items():
         needed = ", ".join(entry.needed_by)
@@ -168,9 +169,9 @@ def weight_rows(weights_dir: Path | None, bank_dir: Path | None) -> list[tuple[s
             continue
         found = find_in_folder(entry, weights_dir) if weights_dir and (name in CHECKPOINT_NAMES or name == "bank") else None
         if found is not None:
-            rows.append((name, "given (--weights-dir, not verified)", str(found), needed))
+            rows.append((name, f"given ({source}, not verified)", str(found), needed))
         elif weights_dir and name in CHECKPOINT_NAMES:
-            rows.append((name, "missing (not in --weights-dir)", str(Path(weights_dir) / CHECKPOINT_NAMES[name]), needed))
+            rows.append((name, f"missing (not in {source})", str(Path(weights_dir) / CHECKPOINT_NAMES[name]), needed))
         else:
             status = weights.check(entry)
             rows.append((name, weights.state_text(status), str(status.path), needed))
@@ -182,13 +183,22 @@ def _weights_section(weights_dir: Path | None, bank_dir: Path | None) -> list:
 
     from .. import weights
 
-    where = f"weights in {weights_dir} (--weights-dir), else {weights.home()}" if weights_dir else f"weights in {weights.home()}"
+    where = f"weights in {weights.home()}"
+    if weights_dir:
+        where = f"weights in {weights_dir} ({_weights_dir_state(weights_dir)}), else {weights.home()}"
     table = Table(title=where)
     for col in ("name", "state", "path", "needed by"):
         table.add_column(col)
     for row in weight_rows(weights_dir, bank_dir):
         table.add_row(*row)
     return [table]
+
+
+def _weights_dir_state(weights_dir: Path) -> str:
+    """Where the weights folder came from, and whether it is there: ``CMET_WEIGHTS_DIR: no such folder``."""
+    from ..weights.paths import weights_source
+
+    return weights_source(weights_dir) + ("" if Path(weights_dir).is_dir() else ": no such folder")
 
 
 def _ffmpeg_section(weights_dir: Path | None, bank_dir: Path | None) -> list[str]:

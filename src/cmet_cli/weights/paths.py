@@ -76,14 +76,29 @@ def emotion_files(weights_dir: str | Path | None = None, *, need_speech: bool = 
     return (checkpoint("emotion2vec", weights_dir, lock) if need_speech else None), bank
 
 
+def weights_source(weights_dir: str | Path) -> str:
+    """What named the weights folder: ``CMET_WEIGHTS_DIR`` when that variable holds ``weights_dir`` (the CLI's
+    ``--weights-dir`` takes its default from it), else ``--weights-dir``."""
+    env = os.environ.get("CMET_WEIGHTS_DIR")
+    return "CMET_WEIGHTS_DIR" if env and Path(env) == Path(weights_dir) else "--weights-dir"
+
+
+def weights_label(weights_dir: str | Path) -> str:
+    """The weights folder as the user gave it: ``--weights-dir DIR`` or ``CMET_WEIGHTS_DIR=DIR``."""
+    source = weights_source(weights_dir)
+    return f"{source}={weights_dir}" if source == "CMET_WEIGHTS_DIR" else f"{source} {weights_dir}"
+
+
 def checkpoint(name: str, weights_dir: str | Path | None, lock: dict[str, LockEntry]) -> Path:
     """A checkpoint of ``models.lock`` by entry name: from ``weights_dir`` (official names), else the verified cache."""
     if weights_dir:
         found = find_in_folder(lock[name], weights_dir)
         if found is not None:
             return found
+        if not Path(weights_dir).is_dir():
+            raise WeightsError(f"{weights_label(weights_dir)}: no such folder; or run `cmet download-weights`")
         raise WeightsError(
-            f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found (--weights-dir expects the official file names: "
-            f"{', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
+            f"{Path(weights_dir) / CHECKPOINT_NAMES[name]} not found ({weights_source(weights_dir)} expects the official "
+            f"file names: {', '.join(CHECKPOINT_NAMES.values())}); or run `cmet download-weights`"
         )
     return require(lock[name])
