@@ -19,9 +19,9 @@ from cmet_cli.cli import main
 from cmet_cli.errors import UsageError
 from cmet_cli.models import EmotionSources, Models, load_models
 from cmet_cli.options import EditOptions
-from cmet_cli.emotion import emotion_plan
+from cmet_cli.emotion import emotion_plan, emotion_plans
 from cmet_cli.face_editor import CmetEditor
-from cmet_cli.presets import PRESETS, load_bank, preset_vector
+from cmet_cli.presets import PRESETS, emotion_vector, load_bank, preset_vector
 
 from .clips import face_clip
 from .media_checks import audio_packets
@@ -334,6 +334,26 @@ def test_plan_of_presets_speech_and_intensity(bank, data_dir: Path) -> None:
     zero = emotion_plan(EditOptions(preset="happy", intensity=0.0), embed, lambda: bank)
     assert not zero[0].active and zero[0].norm > 5 and presets.weak_warnings(zero) == []
     assert "unchanged" in presets.weak_warnings(emotion_plan(EditOptions(preset="neutral"), embed, lambda: bank))[0]
+
+
+def test_neutral_stays_a_zero_direction_with_a_neutral_reference(bank, data_dir: Path) -> None:
+    """``neutral`` leaves the face unchanged with ``--neutral-speech`` too (as preset, ``--at`` keyframe and
+    ``--face-emotion``): it was the bank's neutral minus the speaker's neutral speech, a direction of norm ~29
+    that edited the face. Another preset still takes the speaker's neutral as its reference."""
+    neutral_clip = sorted((data_dir / "speech" / "neutral").glob("*.wav"))[0]
+    speaker = bank["happy"].mean(axis=0) + 3.0  # a speaker's neutral speech, far from the bank's neutral
+
+    def embed(clip: Path) -> np.ndarray:
+        return speaker
+
+    options = EditOptions(at=(("0", "neutral"), ("1", "happy")), neutral_speech=(neutral_clip,)).validate()
+    neutral, happy = emotion_plan(options, embed, lambda: bank)
+    assert not neutral.active and not np.any(neutral.vector) and neutral.norm == 0.0
+    np.testing.assert_allclose(happy.vector, emotion_vector(bank["happy"], [speaker]), rtol=1e-6)
+    assert "unchanged" in presets.weak_warnings([neutral])[0]
+    plans = emotion_plans(EditOptions(preset="happy", face_emotions=("2=neutral",), neutral_speech=(neutral_clip,)
+                                      ).validate(), embed, lambda: bank)
+    assert not np.any(plans[2][0].vector)
 
 
 def test_editor_uses_a_given_plan(models: Models, bank) -> None:

@@ -102,9 +102,14 @@ def load_bank(directory: str | Path) -> dict[str, np.ndarray]:
 
 
 def preset_vector(bank: dict[str, np.ndarray], name: str, neutral: np.ndarray | None = None) -> np.ndarray:
-    """The preset's direction: mean of all its clips minus the mean of the neutral clips (the bank's, or ``neutral``)."""
+    """The preset's direction: mean of all its clips minus the mean of the neutral clips (the bank's, or ``neutral``).
+
+    ``neutral`` itself is the zero direction (the face left unchanged), whatever the neutral reference: the
+    bank's neutral clips minus another speaker's neutral speech is that speaker's difference, not an emotion."""
     if name not in bank:
         raise UsageError(f"unknown emotion preset {name!r}; valid names: {', '.join(sorted(bank))}")
+    if name == "neutral":
+        return np.zeros(np.asarray(bank[name]).shape[-1], dtype=np.float32)
     return emotion_vector(bank[name], bank["neutral"] if neutral is None else neutral)
 
 
