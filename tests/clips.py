@@ -37,13 +37,15 @@ def synthetic(path: Path, *, size: str = "320x240", rate: str = "25", seconds: f
 
 def face_clip(path: Path, *, canvas: str = "384x288", offset: tuple[int, int] = (64, 16), rate: int = 10,
               seconds: float | None = 0.3, start: float = 0.0, audio: bool = True, until: float | None = None,
-              source: Path = SAMPLE) -> Path:
+              since: float | None = None, source: Path = SAMPLE) -> Path:
     """The sample's 256² face at ``offset`` on a ``canvas`` (W×H) at ``rate`` fps, ``seconds`` long from ``start``
-    (None: to its end), with its speech re-encoded (cut exactly); ``until``: the face leaves at that time.
+    (None: to its end), with its speech re-encoded (cut exactly); ``until``: the face leaves at that time;
+    ``since``: it enters at that time (the canvas alone before).
 
     The CLI tests' default: 3 frames, small and at a low rate, so that a run takes a fraction of a second.
     """
-    enable = f":enable='lt(t,{until})'" if until is not None else ""
+    shown = ([f"gte(t,{since})"] if since is not None else []) + ([f"lt(t,{until})"] if until is not None else [])
+    enable = f":enable='{'*'.join(shown)}'" if shown else ""
     graph = (f"color=c={BACKGROUND}:s={canvas}:r={rate}[bg];[0:v]fps={rate}[fg];"
              f"[bg][fg]overlay={offset[0]}:{offset[1]}:shortest=1{enable},format=yuv420p[v]")
     args = ["-ss", str(start)] if start else []
@@ -53,10 +55,12 @@ def face_clip(path: Path, *, canvas: str = "384x288", offset: tuple[int, int] = 
     return path
 
 
-def two_faces_clip(path: Path, *, seconds: float = 0.3) -> Path:
-    """A big face (box about x 0–256) and a small one (x 300–460) side by side, 10 fps, no audio."""
+def two_faces_clip(path: Path, *, seconds: float = 0.3, until: float | None = None) -> Path:
+    """A big face (box about x 0–256) and a small one (x 300–460) side by side, 10 fps, no audio; ``until``: the
+    small face leaves at that time."""
+    enable = f":enable='lt(t,{until})'" if until is not None else ""
     graph = (f"color=c={BACKGROUND}:s=480x288:r=10[bg];[0:v]fps=10,split[a][b];[b]scale=160:160[s];"
-             "[bg][a]overlay=0:16:shortest=1[t];[t][s]overlay=300:60,format=yuv420p[v]")
+             f"[bg][a]overlay=0:16:shortest=1[t];[t][s]overlay=300:60{enable},format=yuv420p[v]")
     ffmpeg("-i", str(SAMPLE), "-filter_complex", graph, "-map", "[v]", "-an", "-c:v", "libx264", "-crf", "12",
            "-t", str(seconds), str(path))
     return path
