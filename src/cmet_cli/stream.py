@@ -1,9 +1,10 @@
 """The two streaming passes over a video (memory does not grow with its length) and their threads.
 
 1. ``track_all``: decode as planes (frame-threaded where the stream is clean), detect faces on keyframes
-   (scaled down, ``detect``, in a pool of detector threads: ``scan_keyframes``), link them into tracks and smooth
-   them: every face track with its id, a crop box per frame and its appearance (reference) frame (``track``: one
-   of them);
+   (scaled down, ``detect``, in a pool of detector threads: ``scan_keyframes``), and on the frames between two
+   keyframes whose faces differ (a face enters or leaves there: its run of boxes ends exactly where the
+   detector stops seeing it), link them into tracks and smooth them: every face track with its id, a crop box
+   per frame and its appearance (reference) frame (``track``: one of them);
 2. ``run_edit``: frames flow through in chunks (a multiple of the connector's 5-frame window) as the
    video's own planes, once whatever the number of faces edited (``FaceEdit``: a track and its editor): a
    decoder thread (``prefetch``) decodes a few frames ahead, a crop thread crops every edited face of a chunk
@@ -22,7 +23,7 @@ import itertools
 import os
 import queue
 import threading
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -39,6 +40,7 @@ from .stages import CancelToken, ProgressFn, Stage
 
 _END = object()
 DECODE_AHEAD = 8  # frames the decoder thread may run ahead of the crop thread
+HELD_BYTES = 256 << 20  # decoded frames the tracking pass keeps for run-end searches (besides the open interval's)
 
 
 def prefetch(items: Iterable, depth: int, name: str = "prefetch") -> Iterator:
@@ -269,7 +271,7 @@ def track_all(info: media.VideoInfo, options: EditOptions, detector=None, progre
         return [dataclasses.replace(faces.fixed_track(options.box, count), decoding=decoding)]
     detector = detector or faces.make_detector(options.detector)
     (keys, count), decoding = clean_decode(info, lambda threads, health: scan_keyframes(
-        info, detector, config.keyframe_every, threads, health, progress, cancel))
+        info, detector, config.keyframe_every, threads, health, progress, cancel, ends=config))
     if progress:
         progress(Stage.TRACK_FACES, count, count)
     if count == 0:
@@ -301,10 +303,18 @@ def detect_workers(detector, cores: int | None = None) -> int:
 
 
 def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, health: media.DecodeHealth,
-                   progress: ProgressFn | None, cancel: CancelToken) -> tuple[list[tuple[int, list[faces.Detection]]], int]:
+                   progress: ProgressFn | None, cancel: CancelToken,
+                   ends: faces.TrackConfig | None = None) -> tuple[list[tuple[int, list[faces.Detection]]], int]:
     """Decode every frame (``decoding``: ``media.read_planes``'s threads; ``health``: what the decode met) and
     detect faces on every ``every``-th one and on the last: (keyframe index, detections) in order, and the number
     of frames decoded. A frame-threaded decode stops at the first damage (``clean_decode`` then decodes again).
+
+    ``ends``: also find where faces enter and leave. Where two neighbouring keyframes do not show the same faces
+    (``faces.tracking.same_faces`` with ``ends.min_iou``), the frames between them are detected too, and their
+    (index, detections) are in the list as well, in frame order; elsewhere they cost nothing. The frames between
+    two keyframes are kept, as decoded (no conversion), until both keyframes' detections are known, and then
+    until their own detection has run where it is needed: at most ``HELD_BYTES`` of them besides the interval
+    being decoded (past it the pass waits for the oldest detections), so memory does not grow with the clip.
 
     A decoder thread (``cmet-decode``) runs ahead of the detector threads (``cmet-detect``, ``detect_workers``,
     each with its own copy of ``detector``); at most twice as many keyframes as threads are in flight (bounded
@@ -324,8 +334,36 @@ def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, h
             local.detector = own
         return detect(own, frame)
 
+    Held = list[tuple[int, "media.Frame", int]]  # (index, frame, bytes) of frames between two keyframes
     keys: list[tuple[int, list[faces.Detection]]] = []
-    pending: collections.deque = collections.deque()
+    pending: collections.deque[tuple[int, Future, Held]] = collections.deque()  # keyframes, with the frames before
+    searches: collections.deque[tuple[int, Future, int]] = collections.deque()  # frames detected for a run end
+    between: Held = []  # the frames since the last keyframe (with ``ends``)
+    held = 0  # bytes of the frames kept in ``between``, ``pending`` and ``searches``
+    seen: list[faces.Detection] | None = None  # the last collected keyframe's detections
+
+    def collect_key() -> None:
+        nonlocal seen, held
+        j, job, gap = pending.popleft()
+        found = job.result()
+        keys.append((j, found))
+        if gap and seen is not None and not faces.tracking.same_faces(seen, found, ends.min_iou):
+            searches.extend((i, pool.submit(run, frame), size) for i, frame, size in gap)  # a face entered or left
+        else:
+            held -= sum(size for _, _, size in gap)
+        seen = found
+
+    def collect_search() -> None:
+        nonlocal held
+        i, job, size = searches.popleft()
+        keys.append((i, job.result()))
+        held -= size
+
+    def keyframe(i: int, frame: "media.Frame") -> None:
+        nonlocal between
+        pending.append((i, pool.submit(run, frame), between))
+        between = []
+
     count, last = 0, None
     frames = prefetch(media.read_planes(info, decoding, health), depth=DECODE_AHEAD, name="decode")
     pool = ThreadPoolExecutor(workers, thread_name_prefix="cmet-detect")
@@ -336,16 +374,32 @@ def scan_keyframes(info: media.VideoInfo, detector, every: int, decoding: str, h
                 break
             count, last = i + 1, frame
             if i % every == 0:
-                pending.append((i, pool.submit(run, frame)))
+                keyframe(i, frame)
                 while len(pending) > 2 * workers:
-                    j, job = pending.popleft()
-                    keys.append((j, job.result()))
+                    collect_key()
                 if progress:
                     progress(Stage.TRACK_FACES, i + 1, info.frame_count)
+            elif ends is not None:
+                size = sum(p.nbytes for p in frame.planes)
+                between.append((i, frame, size))
+                held += size
+            while searches and searches[0][1].done():
+                collect_search()
+            while held - sum(size for _, _, size in between) > HELD_BYTES and (searches or pending):
+                if searches:  # the frames of a search are let go once it ran, those of a keyframe once it is known
+                    collect_search()
+                else:
+                    collect_key()
         if not given_up():
             if last is not None and (count - 1) % every:  # the last frame too, so the track reaches the end
-                pending.append((count - 1, pool.submit(run, last)))
-            keys.extend((j, job.result()) for j, job in pending)
+                if between:
+                    held -= between.pop()[2]  # a keyframe, not a frame between
+                keyframe(count - 1, last)
+            while pending:
+                collect_key()
+            while searches:
+                collect_search()
+            keys.sort(key=lambda k: k[0])
     finally:
         frames.close()
         pool.shutdown(wait=True, cancel_futures=True)

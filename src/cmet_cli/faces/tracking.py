@@ -11,6 +11,14 @@ side within ``reentry_size``×) for up to ``reentry_seconds``, so a face that le
 id; otherwise it starts a new track. A track seen on a single keyframe is dropped as a false detection when
 another track was seen on several.
 
+Run ends. Where a face enters or leaves between two keyframes (``same_faces`` says the two keyframes differ),
+the tracking pass also runs the detector on the frames between them (``stream.scan_keyframes``), and those
+detections are linked like the keyframes' (``face_tracks`` takes every frame the detector ran on). A run of
+boxes then starts and ends exactly at the first and last frame its face was detected on: it is held on past
+its last detection only up to the next frame the detector looked at (at most one keyframe interval, where it
+did not look: two keyframes that show the same faces, or keyframe detections given without the frames
+between them).
+
 Ids. ``face_tracks`` numbers the tracks from 1: by the share of frames in which the face is present (most
 first), then by its mean size (largest first). The same video with the same detector settings gives the
 same ids in ``cmet faces``, ``cmet edit`` and ``cmet preview``.
@@ -92,12 +100,17 @@ def _centre(d: Detection) -> np.ndarray:
     return np.array([d.x + d.w / 2, d.y + d.h / 2])
 
 
-def predict(points: Points, frame: int) -> Detection:
-    """A track's box at ``frame``: its last box moved on at the velocity of its last two detections."""
+def predict(points: Points, frame: int, span: int = 1) -> Detection:
+    """A track's box at ``frame``: its last box moved on at the velocity between its last detection and the
+    latest one at least ``span`` frames before it (else its first): detections on neighbouring frames (a run
+    end searched frame by frame) are too close for their jitter not to be multiplied."""
     f1, last = points[-1]
     if len(points) < 2:
         return last
-    f0, before = points[-2]
+    k = len(points) - 2
+    while k > 0 and f1 - points[k][0] < span:
+        k -= 1
+    f0, before = points[k]
     velocity = (_centre(last) - _centre(before)) / max(1, f1 - f0)
     dx, dy = velocity * (frame - f1)
     return Detection(last.x + dx, last.y + dy, last.w, last.h, last.score)
@@ -113,6 +126,32 @@ def _returns(points: Points, det: Detection, config: TrackConfig) -> float | Non
     return distance if distance <= config.reentry_distance else None
 
 
+def _pair(a: Sequence[Detection], b: Sequence[Detection], min_iou: float) -> list[tuple[int, int]]:
+    """Boxes of ``a`` paired one to one with boxes of ``b`` (indices), best overlaps first, each pair's IoU at
+    least ``min_iou``."""
+    pairs = sorted(((iou(x, y), k, j) for k, x in enumerate(a) for j, y in enumerate(b)), key=lambda p: -p[0])
+    taken_a: set[int] = set()
+    taken_b: set[int] = set()
+    out = []
+    for score, k, j in pairs:
+        if score < min_iou:
+            break
+        if k in taken_a or j in taken_b:
+            continue
+        out.append((k, j))
+        taken_a.add(k)
+        taken_b.add(j)
+    return out
+
+
+def same_faces(a: Sequence[Detection], b: Sequence[Detection], min_iou: float = TrackConfig.min_iou) -> bool:
+    """Whether two keyframes show the same faces: as many on each, paired one to one with IoU ≥ ``min_iou``.
+    Where they do not, a face may have entered or left between them, and the tracking pass runs the detector
+    on the frames between them too (so that the run ends where the face does). A face that moves more than
+    this between keyframes also counts as different: that costs detections, never a wrong box."""
+    return len(a) == len(b) and len(_pair(a, b, min_iou)) == len(a)
+
+
 def link(keyframes: Iterable[tuple[int, Sequence[Detection]]], fps: float,
          config: TrackConfig = TrackConfig()) -> list[Points]:
     """Keyframe detections linked into tracks (lists of (frame, detection)), in order of creation."""
@@ -121,18 +160,11 @@ def link(keyframes: Iterable[tuple[int, Sequence[Detection]]], fps: float,
     for frame, dets in keyframes:
         free = list(dets)
         open_ = [t for t in tracks if frame - t[-1][0] <= config.max_gap]
-        pairs = sorted(((iou(predict(t, frame), d), k, j) for k, t in enumerate(open_) for j, d in enumerate(free)),
-                       key=lambda p: -p[0])
-        taken_t: set[int] = set()
-        taken_d: set[int] = set()
-        for score, k, j in pairs:
-            if score < config.min_iou:
-                break
-            if k in taken_t or j in taken_d:
-                continue
+        predicted = [predict(t, frame, config.keyframe_every) for t in open_]
+        taken = _pair(predicted, free, config.min_iou)
+        for k, j in taken:
             open_[k].append((frame, free[j]))
-            taken_t.add(k)
-            taken_d.add(j)
+        taken_d = {j for _, j in taken}
         free = [d for j, d in enumerate(free) if j not in taken_d]
         lost = [t for t in tracks if config.max_gap < frame - t[-1][0] <= reentry]
         for det in sorted(free, key=lambda d: -d.area):
@@ -161,9 +193,12 @@ def _smooth(values: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _boxes(points: Points, n_frames: int, fps: float, detector: str, config: TrackConfig) -> np.ndarray:
-    """One track's per-frame crop boxes: interpolated between detections up to ``max_gap`` apart, held one
-    keyframe interval at the ends of each run, smoothed in time."""
+def _boxes(points: Points, n_frames: int, fps: float, detector: str, config: TrackConfig,
+           examined: np.ndarray) -> np.ndarray:
+    """One track's per-frame crop boxes: interpolated between detections up to ``max_gap`` apart, smoothed in
+    time. At the ends of each run the box is held up to (not on) the nearest frames the detector ran on
+    (``examined``, sorted), at most one keyframe interval: a run end searched frame by frame is not held at
+    all, one between two keyframes only (nothing searched between them) is held as far as it may reach."""
     frames = np.array([f for f, _ in points])
     scale = CROP_SCALE[detector]
     raw = np.array([[d.x + d.w / 2, d.y + d.h / 2, scale * max(d.w, d.h)] for _, d in points])
@@ -174,7 +209,10 @@ def _boxes(points: Points, n_frames: int, fps: float, detector: str, config: Tra
             boxes[f0:f1 + 1] = b0 + t * (b1 - b0)
     hold = config.keyframe_every - 1
     for f, b in zip(frames, raw):
-        lo, hi = max(0, f - hold), min(n_frames, f + hold + 1)
+        k = int(np.searchsorted(examined, f))
+        before = int(examined[k - 1]) + 1 if k > 0 else 0
+        after = int(examined[k + 1]) if k + 1 < len(examined) else n_frames
+        lo, hi = max(before, f - hold), min(after, f + hold + 1)
         fill = np.isnan(boxes[lo:hi, 0])
         boxes[lo:hi][fill] = b
     width = max(1, int(round(config.smooth_seconds * fps)))
@@ -183,14 +221,24 @@ def _boxes(points: Points, n_frames: int, fps: float, detector: str, config: Tra
 
 def face_tracks(keyframes: Iterable[tuple[int, Sequence[Detection]]], n_frames: int, fps: float, detector: str,
                 config: TrackConfig = TrackConfig()) -> list[FaceTrack]:
-    """Every face track of a clip, ``id`` 1, 2, ... in the order of the id rule (most present, then largest)."""
-    keyframes = list(keyframes)
+    """Every face track of a clip, ``id`` 1, 2, ... in the order of the id rule (most present, then largest).
+
+    ``keyframes``: (frame, detections) of every frame the detector ran on: the keyframes (every
+    ``keyframe_every``-th frame and the last) and any frames searched between two of them (a run end: see the
+    module's notes), in any order."""
+    keyframes = sorted(keyframes, key=lambda k: k[0])
+    examined = np.array([f for f, _ in keyframes], dtype=np.int64)
+    every = max(1, config.keyframe_every)
+
+    def sightings(points: Points) -> int:  # keyframes the face was seen on (frames searched between them do not count)
+        return sum(1 for f, _ in points if f % every == 0 or f == n_frames - 1)
+
     linked = link(keyframes, fps, config)
-    if any(len(t) > 1 for t in linked):
-        linked = [t for t in linked if len(t) > 1]  # seen on one keyframe only, beside real tracks: a false detection
+    if any(sightings(t) > 1 for t in linked):
+        linked = [t for t in linked if sightings(t) > 1]  # seen on one keyframe only, beside real tracks: a false detection
     made = []
     for points in linked:
-        boxes = _boxes(points, n_frames, fps, detector, config)
+        boxes = _boxes(points, n_frames, fps, detector, config, examined)
         reference = int(points[int(np.argmax([d.score for _, d in points]))][0])
         made.append(FaceTrack(boxes=boxes, reference=reference, detector=detector))
     made.sort(key=lambda t: (-int(t.present.sum()), -t.mean_box[2] if t.present.any() else 0.0))
