@@ -174,7 +174,7 @@ class MeasuredEditor:
     measures it: wall time of the batches, FLOPs (``FlopCounterMode``), and each batch's frame indices.
 
     It wraps rather than subclasses, so that what the edit reads of an editor is only what the protocol
-    names: ``begin``, the call, and the optional ``crop_size``, ``frame_strength`` and ``report``, each
+    names: ``begin``, the call, and the optional ``crop_size``, ``window``, ``frame_strength`` and ``report``, each
     forwarded to the inner editor. ``count_flops``: count FLOPs too (``count_flops`` below, and the tests'
     reference count inside an edit; the counter slows the calls it counts, so the timed edit does not count).
     """
@@ -190,6 +190,10 @@ class MeasuredEditor:
     @property
     def crop_size(self) -> int:
         return self.inner.crop_size
+
+    @property
+    def window(self) -> int:
+        return self.inner.window
 
     def frame_strength(self, frames: np.ndarray) -> np.ndarray:
         return self.inner.frame_strength(frames)
@@ -482,10 +486,9 @@ def run_child(spec: RunSpec) -> dict:
     import torch
 
     from cmet_cli import media
-    from cmet_cli.runtime import default_batch_size
 
     options, models, keyframes, load_s = _load(spec)
-    batch = options.batch_size or default_batch_size(models.device)
+    batch = models.runtime.batch_size  # --batch-size in whole connector windows, else the default
     n_frames = media.probe(spec.clip).frame_count
     if spec.warm_up:
         _warm_up(models, keyframes, warm_up_shapes(batch, n_frames), rounds=3 if spec.compile else 1)

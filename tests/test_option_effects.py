@@ -169,3 +169,27 @@ def test_crf_and_codec_are_the_ones_asked_for(tmp_path, clip, happy, small_weigh
     # measured mean |Δ| per frame 0.157-0.170 at --crf 40, <= 0.0027 at the default --crf 18 (the flat grey
     # background costs an encoder little); bound 0.05, 3x below the one, 18x above the other
     assert max(lossless) == 0 and min(lossy) > 0.05, (lossless, lossy)
+
+
+def test_the_batch_size_does_not_change_the_edit(tmp_path, small_weights):
+    """``--batch-size`` is a speed and memory setting: the connector's 5-frame windows are aligned to the clip
+    (frame i in window i // 5) and batches are rounded up to whole windows, so every size edits alike. Here
+    12 frames whose first 3 are before the ``--at`` keyframe (strength 0: not handed to the networks), so the
+    windows the networks see are partial at the start and at the end. Before, sizes 3, 7, 10 and 5 gave four
+    different edits (up to 53 code values apart on a face that the edit itself moves by ~54)."""
+    from .clips import face_clip
+
+    src = face_clip(tmp_path / "talk.mp4", seconds=1.2, audio=False)
+    common = ("--at", "0.3", "happy", "--blend", "0s", "--crf", "0", *box_arg(FACE))
+    outputs = {}
+    for size in (5, 3, 7, 10):
+        out = tmp_path / f"b{size}.mp4"
+        edit(src, out, small_weights, "--batch-size", str(size), *common)
+        outputs[size] = planes(out)
+    reference = outputs[5]
+    assert len(reference) == 12 and max(np.abs(a[0] - b[0]).max() for a, b in zip(reference, planes(src))) > 100
+    for size, got in outputs.items():
+        # the same windows; what is left is float rounding of the networks over batches of other lengths (7 crops
+        # against 2 and 5: at most 1 code value here; the misaligned windows moved the face by tens)
+        worst = max(int(np.abs(a[0] - b[0]).max()) for a, b in zip(got, reference))
+        assert worst <= 2, f"--batch-size {size}: luma up to {worst} code values from --batch-size 5"

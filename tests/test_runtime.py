@@ -74,9 +74,11 @@ def test_runtime_says_what_it_chose(machine, monkeypatch):
     gpu = Runtime.build("auto", "auto")
     assert (gpu.device.type, gpu.dtype, gpu.batch_size, gpu.channels_last) == ("cuda", torch.bfloat16, 45, True)
     assert gpu.why.startswith("cuda, bf16 autocast (auto: bf16 autocast on CUDA), channels-last memory")
-    cpu = Runtime.build("cpu", "bf16", batch_size=7)
-    assert (cpu.dtype, cpu.batch_size, cpu.channels_last) == (torch.bfloat16, 7, True)
-    assert "bf16 autocast (--precision bf16)" in cpu.why and cpu.why.endswith("batch 7")
+    cpu = Runtime.build("cpu", "bf16", batch_size=7)  # rounded up to whole 5-frame connector windows
+    assert (cpu.dtype, cpu.batch_size, cpu.channels_last) == (torch.bfloat16, 10, True)
+    assert "bf16 autocast (--precision bf16)" in cpu.why
+    assert cpu.why.endswith("batch 10 (--batch-size 7 rounded up to whole 5-frame connector windows)")
+    assert Runtime.build("cpu", "auto", batch_size=15).why.endswith("batch 15")
     machine(cuda=False, mps=True)
     mps = Runtime.build("auto", "auto")
     assert (mps.device.type, mps.dtype, mps.channels_last) == ("mps", None, False)

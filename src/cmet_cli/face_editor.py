@@ -25,13 +25,22 @@ from .stages import ProgressFn, Stage
 class FaceEditor(Protocol):
     """Edits batches of 256² face crops of one clip, in frame order.
 
-    Optional: ``crop_size`` (crops of another size), ``frame_strength(frames)`` (see ``frame_weights``) and
+    Optional: ``crop_size`` (crops of another size), ``window`` (frames it edits together: batches are a
+    multiple of it, ``batch_of_windows``), ``frame_strength(frames)`` (see ``frame_weights``) and
     ``report(result)`` (adds what the editor measured to the file's ``EditResult``, after the edit).
     """
 
     def begin(self, reference: np.ndarray, n_frames: int, fps: float, times: np.ndarray | None = None) -> None: ...
 
     def __call__(self, crops: np.ndarray, frames: np.ndarray) -> np.ndarray: ...
+
+
+def batch_of_windows(editors: Sequence[FaceEditor], batch: int) -> int:
+    """``batch`` rounded up to a multiple of the editors' ``window`` (the frames their networks see together:
+    C-MET's connector windows of 5), so that no window straddles two batches: batches start at multiples of it
+    and the edit does not depend on the batch size (``window_slots``). Editors without one take ``batch``."""
+    window = max([int(getattr(e, "window", 1)) for e in editors] or [1])
+    return max(window, -(-batch // window) * window)
 
 
 def frame_weights(editor: FaceEditor, frames: np.ndarray) -> np.ndarray:
@@ -82,6 +91,7 @@ class CmetEditor:
         self.blend = blend
         self.tally = tally or Tally(progress)
         self.crop_size = models.crop_size
+        self.window = WINDOW  # the connector's windows (``window_slots``)
         self.change_sum = 0.0
         self.change_n = 0
         self.norm_sum = 0.0
@@ -122,9 +132,8 @@ class CmetEditor:
         return self.strength[np.asarray(frames, dtype=int)]
 
     def window_vectors(self, frames: np.ndarray) -> np.ndarray:
-        """One semantic vector per 5-frame window: the mean of its frames' vectors."""
-        pad = (-len(frames)) % WINDOW
-        idx = np.concatenate([frames, np.repeat(frames[-1:], pad)]).reshape(-1, WINDOW)
+        """One semantic vector per connector window (``window_slots``): the mean of its slots' frames' vectors."""
+        idx = np.asarray(frames)[window_slots(frames)[0]]
         return self.vectors(idx.ravel()).reshape(*idx.shape, -1).mean(axis=1)
 
     def vectors(self, frames: np.ndarray) -> np.ndarray:
@@ -151,11 +160,12 @@ class CmetEditor:
         exp = exp.float()
         strength = torch.from_numpy(self.strength[frames]).to(self.models.device)[:, None]
         if bool((strength > 0).any()):
+            fill, rows = window_slots(frames)
             e2v = torch.from_numpy(self.window_vectors(frames)).to(self.models.device)
             with self._autocast():
                 directions, self.prev = self.models.connector.directions(
-                    exp, e2v, prev_direction=self.prev, return_last=True)
-            edited = exp + strength * directions.float()
+                    exp[torch.from_numpy(fill.ravel()).to(exp.device)], e2v, prev_direction=self.prev, return_last=True)
+            edited = exp + strength * directions.float()[torch.from_numpy(rows).to(exp.device)]
         else:
             edited = exp
         self.change_sum += float((edited - exp).abs().mean()) * len(frames)
@@ -203,6 +213,29 @@ class CmetEditor:
         if self.change_n:
             result.code_change = self.change_sum / self.change_n
             result.vector_norm = self.norm_sum / self.change_n
+
+
+def window_slots(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The connector's 5-frame windows for a batch's frames (increasing clip indices), aligned to the clip: frame
+    ``i`` is in window ``i // 5``, at slot ``i % 5``. So the windows, and the edit, do not depend on the batch
+    size or on where a batch starts (batches begin at multiples of 5), nor on which frames of a window are left
+    out (no face, or strength 0): a slot without its frame repeats the nearest frame of the window before it,
+    else after it.
+
+    Returns ``fill`` (W, 5): for each window's slots, the position in ``frames`` of the frame that fills it; and
+    ``rows`` (len(frames),): each frame's row in the windows flattened (W * 5)."""
+    frames = np.asarray(frames, dtype=np.int64)
+    groups, first = np.unique(frames // WINDOW, return_index=True)
+    fill = np.empty((len(groups), WINDOW), np.int64)
+    rows = np.empty(len(frames), np.int64)
+    bounds = [*first, len(frames)]
+    for w in range(len(groups)):
+        pos = np.arange(bounds[w], bounds[w + 1])
+        slots = frames[pos] % WINDOW
+        before = np.searchsorted(slots, np.arange(WINDOW), side="right") - 1  # the last frame at or before each slot
+        fill[w] = pos[np.where(before >= 0, before, 0)]
+        rows[pos] = w * WINDOW + slots
+    return fill, rows
 
 
 def _to_uint8(image) -> np.ndarray:

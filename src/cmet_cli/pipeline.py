@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 from . import faces, media, presets, timeline
 from .emotion import Plans, emotion_plans
 from .errors import CmetError, MediaError, UsageError
-from .face_editor import CmetEditor, FaceEditor, Tally
+from .face_editor import CmetEditor, FaceEditor, Tally, batch_of_windows
 from .fingerprint import TAG as RECORD_TAG, Stamp, input_identity, settings_hash, settings_record
 from .models import Models, detector_files, load_models, weight_paths
 from .options import EditOptions
@@ -196,7 +196,8 @@ class Editor:
                 result.warnings.append(f"face {face_track.id} is absent from {lost} of {info.frame_count} frames: "
                                        "it passes through unchanged there")
         edits = self.face_edits(chosen)
-        batch = self.options.batch_size or (self.models.runtime.batch_size if self.models else 8)
+        batch = batch_of_windows([e.editor for e in edits], self.options.batch_size
+                                 or (self.models.runtime.batch_size if self.models else 8))
         record = stamp.metadata(media.container_tags(info.path).get(RECORD_TAG))  # after the input's own comment
         result.frames, result.face_frames = run_edit(info, output, edits, self.options, batch, self.progress,
                                                      metadata=record, cancel=self.cancel, warnings=result.warnings)

@@ -40,11 +40,13 @@ class Runtime:
         None, so build it after the models are on the device). ``picked``: a device already chosen."""
         where = picked if picked is not None else pick_device(device)
         dtype = pick_dtype(precision, where)
-        batch = batch_size or default_batch_size(where)
+        batch = whole_windows(batch_size) if batch_size else default_batch_size(where)  # the networks' batch
         layout = prefers_channels_last(where, dtype)
+        asked = "" if batch == batch_size else " (default)" if not batch_size else \
+            f" (--batch-size {batch_size} rounded up to whole {WINDOW}-frame connector windows)"
         why = (f"{where}, {dtype_name(dtype)} ({precision_reason(precision, where)}), "
                f"{'channels-last' if layout else 'contiguous'} memory ({layout_reason(where, dtype)}), "
-               f"batch {batch}{'' if batch_size else ' (default)'}")
+               f"batch {batch}{asked}")
         return cls(where, dtype, batch, layout, why)
 
 
@@ -131,6 +133,12 @@ def to_channels_last(module: nn.Module) -> nn.Module:
         if tensor.dim() == 4:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     return module
+
+
+def whole_windows(frames: int) -> int:
+    """A batch size of whole connector windows: ``frames`` rounded up to a multiple of 5 (at least 5). Batches
+    start at multiples of it, so no window straddles two batches and the edit does not depend on the size."""
+    return max(WINDOW, -(-frames // WINDOW) * WINDOW)
 
 
 def default_batch_size(device: torch.device) -> int:

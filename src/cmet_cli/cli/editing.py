@@ -48,7 +48,7 @@ EDIT_OPTIONS = option_group(
     DEVICE_OPTION,
     click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
                  help="auto (bf16 on CUDA), fp32, bf16 or fp16."),
-    click.option("--batch-size", type=click.IntRange(min=1), help="Frames per network batch (default: from free device memory)."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Frames per network batch, a multiple of 5 (others are rounded up; default: from free device memory)."),
     click.option("--compile", "compile_", is_flag=True, help="torch.compile the networks (CUDA; slow first batch)."),
     WEIGHTS_DIR_OPTION,
     FACE_OPTIONS,
