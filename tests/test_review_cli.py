@@ -214,3 +214,15 @@ def test_weights_messages_name_the_source_of_the_folder(tmp_path, clip, model_lo
     assert "missing (not in CMET_WEIGHTS_DIR)" in run.stdout and "--weights-dir" not in run.stdout
     run = cmet("doctor", "--weights-dir", missing, env=home)
     assert f"weights in {missing} (--weights-dir: no such folder)" in run.stdout
+
+
+# ---------------------------------------------------------------- --format against a file name
+
+def test_format_contradicting_the_output_file_is_a_usage_error(tmp_path, clip, small_weights, model_loads):
+    """``-o out.mp4 --format mkv`` wrote an MP4 and said nothing; it is a usage error now, before any model
+    loads. A --format that agrees with the suffix, or a folder output, is fine."""
+    run = cmet("edit", clip, "-o", tmp_path / "out.mp4", "--format", "mkv", *edit_args(small_weights))
+    assert_one_line_failure(run, "--format mkv contradicts -o", code=2)
+    assert model_loads == [] and not (tmp_path / "out.mp4").exists()
+    assert [j.output for j in batch.scan([clip], tmp_path / "a.mkv", fmt="mkv").jobs] == [tmp_path / "a.mkv"]
+    assert [j.output.suffix for j in batch.scan([clip], tmp_path / "folder", fmt="mkv").jobs] == [".mkv"]

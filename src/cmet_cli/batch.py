@@ -142,6 +142,10 @@ def scan(inputs: Sequence[Path], output: str | Path, *, recursive: bool = False,
     as_folder, output = names_folder(output), Path(output)
     single_file = len(inputs) == 1 and not inputs[0].is_dir()
     if single_file and not (as_folder or output.is_dir() or output.suffix == ""):
+        named = media.FORMAT_BY_SUFFIX.get(output.suffix.lower())
+        if fmt and named and named != {"mkv": "matroska"}.get(fmt, fmt):
+            raise UsageError(f"--format {fmt} contradicts -o {output}: a file's suffix decides its container "
+                             "(--format is for outputs in a folder)")
         jobs = [Job(inputs[0], output)]
         _check_jobs(jobs)
         return Plan(jobs, [])
