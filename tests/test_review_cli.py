@@ -226,3 +226,14 @@ def test_format_contradicting_the_output_file_is_a_usage_error(tmp_path, clip, s
     assert model_loads == [] and not (tmp_path / "out.mp4").exists()
     assert [j.output for j in batch.scan([clip], tmp_path / "a.mkv", fmt="mkv").jobs] == [tmp_path / "a.mkv"]
     assert [j.output.suffix for j in batch.scan([clip], tmp_path / "folder", fmt="mkv").jobs] == [".mkv"]
+
+
+def test_an_output_that_is_a_link_to_the_input_is_refused_up_front(tmp_path, clip, small_weights, model_loads):
+    """``-o link.mp4`` where link.mp4 points at the input was refused only by the edit itself (exit 1, after the
+    models loaded); it is the same usage error (exit 2) as ``-o`` naming the input, before anything loads."""
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    (tmp_path / "link.mp4").symlink_to(src)
+    run = cmet("edit", src, "-o", tmp_path / "link.mp4", *edit_args(small_weights))
+    assert_one_line_failure(run, "the output would overwrite the input", code=2)
+    assert model_loads == [] and (tmp_path / "link.mp4").is_symlink() and src.read_bytes() == clip.read_bytes()

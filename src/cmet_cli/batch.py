@@ -108,8 +108,10 @@ def _check_jobs(jobs: Sequence[Job]) -> None:
         except MediaError as exc:
             raise UsageError(str(exc)) from None
         target = _where(job.output)
-        if target in inputs:
-            raise UsageError(f"{job.output}: the output would overwrite the input {inputs[target]}; choose another -o")
+        linked = job.output.resolve() if job.output.is_symlink() else target  # a link to an input names it too
+        if target in inputs or linked in inputs:
+            named = inputs.get(target, inputs.get(linked))
+            raise UsageError(f"{job.output}: the output would overwrite the input {named}; choose another -o")
         by_target.setdefault(target, []).append(job)
     clashes = [_clash(same) for same in by_target.values() if len(same) > 1]
     if clashes:
