@@ -71,7 +71,7 @@ MUTATIONS = (
              "edited = neutral + dirs.to(neutral.dtype)", "edited = neutral + 0.95 * dirs.to(neutral.dtype)",
              ("tests/test_transfer.py", "-k", "autocast")),
     Mutation("preview's top row shows one frame three times", "src/cmet_cli/preview.py",
-             "top = [_thumb(picks[i]) for i in order]", "top = [_thumb(picks[order[0]]) for i in order]",
+             "top = [_thumb(frame) for frame in frames]", "top = [_thumb(frames[0]) for frame in frames]",
              ("tests/test_controls.py", "-k", "preview_sheet")),
     Mutation("a box partly outside the frame pastes nothing", "src/cmet_cli/faces/cropping.py",
              "    if fx1 <= fx0 or fy1 <= fy0:\n        return\n    sx, sy = sub",
@@ -83,6 +83,15 @@ MUTATIONS = (
     Mutation("the tracking pass blind to damage met with frame threads", "src/cmet_cli/stream.py",
              "media.read_planes(info, decoding, health)", "media.read_planes(info, decoding)",
              ("tests/test_decode_threads.py", "-k", "tracking_decodes and detector")),
+    Mutation("re-encoded audio restarted at 0 (ahead of the lips)", "src/cmet_cli/media/mux.py",
+             "self.samples[index] = round(float(frame.time or 0.0) * rate)", "self.samples[index] = 0",
+             ("tests/test_untouched.py", "-k", "stays_in_sync")),
+    Mutation("--batch-size not rounded to whole connector windows", "src/cmet_cli/face_editor.py",
+             "return max(window, -(-batch // window) * window)", "return batch",
+             ("tests/test_option_effects.py", "-k", "batch_size")),
+    Mutation("neutral takes the speaker's neutral reference", "src/cmet_cli/presets.py",
+             '    if name == "neutral":\n', '    if name == "neutral" and neutral is None:\n',
+             ("tests/test_controls.py", "-k", "zero_direction")),
 )
 
 
