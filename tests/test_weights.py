@@ -538,3 +538,77 @@ def test_a_reinstall_from_a_folder_replaces_the_download_record(tmp_path, home):
     os.utime(home / "blob.bin", ns=(1, 1))
     assert weights.check(entry()).state == "verified"
     assert weights.read_records(home)["blob"]["via"] == "from"
+
+
+# ---------------------------------------------------------------- a hostile review of the cache (2026-12-07)
+
+def test_a_changed_bank_file_is_caught_without_a_rehash(tmp_path, home):
+    """The bank's stamp covers every file in it: a file changed in place (same size) or one added is caught
+    by the everyday check, not only by ``--check`` (the folder's own size and time did not change)."""
+    src = tmp_path / "src"
+    (src / "features" / "happy").mkdir(parents=True)
+    (src / "features" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    bank = weights.load_lock()["bank"]
+    path = weights.install_from(bank, src)
+    assert weights.check(bank).state == "recorded"
+    (path / "happy" / "MEAD_a.npy").write_bytes(b"abd")
+    assert weights.check(bank).state == "mismatch"
+    (path / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    (path / "happy" / "MEAD_b.npy").write_bytes(b"planted")
+    assert weights.check(bank).state == "mismatch"
+
+
+@pytest.mark.parametrize("content", ["[]", '{"edtalk": "abc"}', "folder"])
+def test_records_of_another_shape_are_an_error(home, content):
+    home.mkdir(parents=True)
+    if content == "folder":
+        (home / "hashes.json").mkdir()
+    else:
+        (home / "hashes.json").write_text(content)
+    with pytest.raises(WeightsError, match="hashes.json is corrupt"):
+        weights.read_records(home)
+
+
+def test_cmet_home_under_a_file_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("CMET_HOME", str(tmp_path / "afile" / "sub"))
+    with pytest.raises(WeightsError, match="lies under .*afile, which is a file"):
+        weights.home()
+
+
+def test_a_killed_bank_installs_staging_folder_is_removed_by_the_next(tmp_path, home):
+    src = tmp_path / "src"
+    (src / "features" / "happy").mkdir(parents=True)
+    (src / "features" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    home.mkdir(parents=True)
+    left = home / f".bank.cmet-{atomic.host_tag()}-{_dead_pid()}-abcd1234"
+    (left / "bank" / "happy").mkdir(parents=True)
+    (left / "bank" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    alive = home / f".bank.cmet-{atomic.host_tag()}-{os.getppid()}-abcd1234"  # a running install's: kept
+    alive.mkdir()
+    weights.install_from(weights.load_lock()["bank"], src)
+    assert not left.exists() and alive.exists()
+
+
+def test_sigterm_during_download_weights_leaves_nothing_and_exits_143(tmp_path, home):
+    """``download-weights`` ends on SIGTERM as edit does (exit 143), removing its staging folder. The copy is held
+    mid-bank by a FIFO among the bank's files (it waits for a writer)."""
+    import signal
+    import time
+
+    src = tmp_path / "src"
+    (src / "features" / "happy").mkdir(parents=True)
+    (src / "features" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
+    os.mkfifo(src / "features" / "happy" / "MEAD_z.npy")
+    proc = subprocess.Popen([sys.executable, "-m", "cmet_cli", "download-weights", "--from", str(src), "--only", "bank"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CMET_HOME": str(home)})
+    deadline = time.monotonic() + 60
+    while not list(home.glob(".bank.cmet-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(home.glob(".bank.cmet-*")), "the install never started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and not list(home.glob(".bank*")) and not (home / "bank").exists()

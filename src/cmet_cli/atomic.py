@@ -215,6 +215,11 @@ def check_writable(folder: Path) -> None:
     os.unlink(probe)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id still runs."""
+    return _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

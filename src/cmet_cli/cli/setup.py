@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 import click
 
 from ..terminal import table_console
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, _console, _fail
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CmetCommand, Terminated, _console, _fail, _handle_termination
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,6 +50,7 @@ def download_weights(only: tuple[str, ...], from_dir: Path | None, check: bool, 
     from ..errors import CmetError
 
     console = _console(quiet)
+    _handle_termination()  # SIGTERM/SIGHUP end it as Ctrl-C does: what was being written is removed
     try:
         weights.home()
     except CmetError as exc:
@@ -64,9 +65,13 @@ def download_weights(only: tuple[str, ...], from_dir: Path | None, check: bool, 
         _fail(f"unknown entry {', '.join(unknown)}; models.lock has {', '.join(lock)}", EXIT_USAGE)
     # --check and --from look at every entry (the sample clip too); a plain download skips the sample clip
     names = list(only) or [n for n in lock if n != "sample-video" or include_sample or check or from_dir]
-    if check:
-        _check_installed(lock, names, bool(only), say)
-    _install(lock, names, only, from_dir, say, console)
+    try:
+        if check:
+            _check_installed(lock, names, bool(only), say)
+        _install(lock, names, only, from_dir, say, console)
+    except KeyboardInterrupt as exc:  # the file being written was removed on the way out
+        say("interrupted: nothing half-written is left")
+        sys.exit(exc.code if isinstance(exc, Terminated) else 130)
 
 
 def _check_installed(lock: dict[str, LockEntry], names: list[str], asked: bool, say: Say) -> NoReturn:

@@ -25,6 +25,9 @@ def home() -> Path:
         path = Path(env).expanduser()
         if path.exists() and not path.is_dir():
             raise WeightsError(f"CMET_HOME={env} is a file, not a folder: point it at a folder (or unset it)")
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise WeightsError(f"CMET_HOME={env} lies under {blocking}, which is a file: point it at a folder")
         return path
     import platformdirs
 
@@ -59,12 +62,16 @@ def _records_path(root: Path) -> Path:
 
 
 def read_records(root: Path) -> dict[str, dict]:
+    corrupt = WeightsError(f"{_records_path(root)} is corrupt: delete it and run `cmet download-weights --check`")
     try:
-        return json.loads(_records_path(root).read_text())
+        records = json.loads(_records_path(root).read_text())
     except FileNotFoundError:
         return {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise WeightsError(f"{_records_path(root)} is corrupt: delete it and run `cmet download-weights --check`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        raise corrupt from None
+    if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
+        raise corrupt  # valid JSON of another shape
+    return records
 
 
 @contextmanager
@@ -89,8 +96,16 @@ def _write_records(root: Path, records: dict[str, dict]) -> None:
 
 
 def _stamp(path: Path) -> dict:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What tells, without hashing, that an installed item may have changed: a file's size and modification time;
+    for a folder (the bank), those of every file in it (a folder's own change nothing inside it)."""
+    if not path.is_dir():
+        st = path.stat()
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    listing = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if not p.is_dir()):
+        st = file.lstat()
+        listing.update(f"{file.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": listing.hexdigest()}
 
 
 def _content_hash(path: Path, progress: ProgressFn | None = None) -> str:

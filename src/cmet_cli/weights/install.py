@@ -153,11 +153,26 @@ def _fetch_verified(entry: LockEntry, final: Path, progress: ProgressFn | None =
 def _staging_folder(entry: LockEntry, root: Path) -> Iterator[Path]:
     """A private folder in ``root`` (``mkdtemp``: unpredictable name, mode 0700) for what an install assembles
     before it takes its final name; removed with whatever is left in it, whatever happens."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.", dir=root))
+    remove_stale_staging(entry, root)
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.filename}.cmet-{atomic.host_tag()}-{os.getpid()}-", dir=root))
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_staging(entry: LockEntry, root: Path) -> list[Path]:
+    """Remove the staging folders of ``entry`` that killed installs of this machine left (their process is gone)."""
+    import re
+
+    pattern = re.compile(re.escape(f".{entry.filename}.cmet-{atomic.host_tag()}-") + r"(\d+)-\w+")
+    removed = []
+    for path in root.glob(f".{entry.filename}.cmet-*"):
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and int(match.group(1)) != os.getpid() and not atomic.pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _place_folder(tree: Path, final: Path) -> None:
