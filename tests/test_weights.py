@@ -612,3 +612,25 @@ def test_sigterm_during_download_weights_leaves_nothing_and_exits_143(tmp_path, 
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
     assert "Traceback" not in err and not list(home.glob(".bank*")) and not (home / "bank").exists()
+
+
+def test_a_folder_file_failing_its_pin_is_named_as_a_copy(tmp_path, home):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(b"not the file")
+    with pytest.raises(WeightsError) as caught:
+        weights.install_from(entry(), src)
+    message = str(caught.value)
+    assert str(src / "blob.bin") in message and "it is not that file" in message and "downloaded" not in message
+    assert not (home / "blob.bin").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.pt", "sub/x.pt", ".."])
+def test_a_lock_file_name_with_a_folder_is_refused(tmp_path, name):
+    """A file name in models.lock is a plain name: ``../escape.pt`` once read from outside ``--from DIR`` and
+    wrote outside ``CMET_HOME``."""
+    lock = tmp_path / "models.lock"
+    lock.write_text(f'version = 1\n[files.evil]\nkind = "url"\nurl = "http://127.0.0.1:9/x"\nfilename = "{name}"\n'
+                    'sha256 = ""\n')
+    with pytest.raises(WeightsError, match="must be a plain name"):
+        weights.load_lock(lock)

@@ -55,8 +55,12 @@ class HashedOutput:
         return self._sha256.hexdigest()
 
 
-def _check_digest(entry: LockEntry, digest: str) -> None:
-    """A new file's sha256 against ``models.lock``: the pin, else the prefix face-alignment's names promise."""
+def _check_digest(entry: LockEntry, digest: str, copied_from: Path | None = None) -> None:
+    """A new file's sha256 against ``models.lock``: the pin, else the prefix face-alignment's names promise.
+    ``copied_from``: the file was copied from there (``--from DIR``), not downloaded."""
+    if entry.sha256 and digest != entry.sha256 and copied_from is not None:
+        raise WeightsError(f"{copied_from} has sha256 {digest} but models.lock pins {entry.sha256} for {entry.name}: "
+                           "it is not that file; nothing was installed")
     if entry.sha256 and digest != entry.sha256:
         raise WeightsError(
             f"downloaded {entry.name} has sha256 {digest} but models.lock pins {entry.sha256}; "
@@ -68,7 +72,7 @@ def _check_digest(entry: LockEntry, digest: str) -> None:
 
 
 @contextmanager
-def verified_output(entry: LockEntry, final: Path) -> Iterator[HashedOutput]:
+def verified_output(entry: LockEntry, final: Path, copied_from: Path | None = None) -> Iterator[HashedOutput]:
     """Write ``final`` through ``atomic_output``: it takes its name only if the block ends and its hash passes.
 
     An existing ``final`` is replaced: a reinstall replaces a file that failed its check (the CLI skips
@@ -77,13 +81,15 @@ def verified_output(entry: LockEntry, final: Path) -> Iterator[HashedOutput]:
     with atomic.atomic_output(final, overwrite=True) as staged:
         out = HashedOutput(staged)
         yield out
-        _check_digest(entry, out.hexdigest())  # raising here removes the temporary file
+        _check_digest(entry, out.hexdigest(), copied_from)  # raising here removes the temporary file
 
 
-def _copy_verified(entry: LockEntry, src: Path, final: Path, progress: ProgressFn | None = None) -> str:
-    """``src`` copied to ``final`` through ``verified_output``: one read both copies and hashes it."""
+def _copy_verified(entry: LockEntry, src: Path, final: Path, progress: ProgressFn | None = None,
+                   from_folder: bool = False) -> str:
+    """``src`` copied to ``final`` through ``verified_output``: one read both copies and hashes it
+    (``from_folder``: a user's ``--from DIR`` file, named as such if it fails, rather than a download)."""
     total = src.stat().st_size
-    with open(src, "rb") as source, verified_output(entry, final) as out:
+    with open(src, "rb") as source, verified_output(entry, final, src if from_folder else None) as out:
         while chunk := source.read(_COPY_CHUNK):
             out.write(chunk)
             if progress:
@@ -306,7 +312,7 @@ def install_from(entry: LockEntry, src: Path, root: Path | None = None, progress
         if found.is_dir():
             _, digest = _install_folder(entry, root, lambda tree: _copy_tree(found, tree), check=True)
         else:
-            digest = _copy_verified(entry, found, final, progress)
+            digest = _copy_verified(entry, found, final, progress, from_folder=True)
     except OSError as exc:
         raise WeightsError(f"cannot copy {found} into {root}: {exc.strerror or exc}") from None
     except WeightsError as exc:

@@ -72,5 +72,9 @@ def load_lock(path: str | Path | None = None) -> dict[str, LockEntry]:
         raw = dict(raw)
         raw["aliases"] = tuple(raw.get("aliases", ()))
         raw["needed_by"] = tuple(raw.get("needed_by", ()))
+        for file_name in (raw.get("filename", ""), *raw["aliases"]):
+            if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
+                raise WeightsError(f"models.lock: {name}'s file name {file_name!r} must be a plain name "
+                                   "(no folder, no '..')")
         entries[name] = LockEntry(name=name, **raw)
     return entries
