@@ -634,3 +634,21 @@ def test_a_lock_file_name_with_a_folder_is_refused(tmp_path, name):
                     'sha256 = ""\n')
     with pytest.raises(WeightsError, match="must be a plain name"):
         weights.load_lock(lock)
+
+
+def test_concurrent_bank_installs_all_succeed(tmp_path, home):
+    """Four ``download-weights --from DIR --only bank`` at once into one cache: each succeeds and the bank is whole
+    (two at once removed each other's folder while it was put in place: "cannot copy ...: No such file")."""
+    src = tmp_path / "src"
+    for emotion in ("happy", "sad", "angry"):
+        (src / "features" / emotion).mkdir(parents=True)
+        for k in range(40):
+            (src / "features" / emotion / f"MEAD_{k}.npy").write_bytes(os.urandom(2000))
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-m", "cmet_cli", "download-weights", "--from", str(src), "--only",
+                                   "bank"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "CMET_HOME": str(home)}) for _ in range(4)]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        assert all(code == 0 for code, _ in results), [err for code, err in results if code]
+        assert sorted(p.name for p in home.iterdir()) == [".hashes.lock", "bank", "hashes.json"]
+        assert weights.check(weights.load_lock()["bank"], rehash=True).state == "recorded"

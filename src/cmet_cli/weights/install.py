@@ -28,7 +28,7 @@ from typing import IO, Callable, Iterator
 from .. import atomic
 from ..errors import WeightsError
 from ..stages import ProgressFn, Stage
-from .cache import _remember, home, installed_path, sha256_tree
+from .cache import _records_lock, _remember, home, installed_path, sha256_tree
 from .hub import hub_download
 from .lock import LockEntry, offline_advice
 from .paths import find_in_folder
@@ -182,12 +182,22 @@ def remove_stale_staging(entry: LockEntry, root: Path) -> list[Path]:
 
 
 def _place_folder(tree: Path, final: Path) -> None:
-    """The one place where a verified folder (the bank) takes its final name, replacing an earlier one."""
-    if final.is_symlink() or final.is_file():
-        final.unlink()
-    elif final.is_dir():
-        shutil.rmtree(final)
-    os.replace(tree, final)
+    """The one place where a verified folder (the bank) takes its final name, replacing an earlier one.
+
+    Installs of one cache take turns here (the records' lock): two at once removed each other's folder while it
+    was being put in place, and one failed. The earlier folder is renamed aside first, so the bank is missing
+    only between two renames, and removed after."""
+    with _records_lock(final.parent):
+        aside = None
+        if final.is_symlink() or final.is_file():
+            final.unlink()
+        elif final.is_dir():
+            aside = final.with_name(f".{final.name}.old-{atomic.host_tag()}-{os.getpid()}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
+        os.replace(tree, final)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _copy_stream(source: IO[bytes], target: Path) -> None:
