@@ -195,3 +195,17 @@ def test_a_bad_report_path_is_a_usage_error_before_any_model_loads(tmp_path, cli
     assert_one_line_failure(run, "--report", str(report), code=2)
     assert model_loads == [] and not (tmp_path / "o.mp4").exists()
 
+
+
+def test_doctor_shows_detector_files_of_the_weights_folder_as_the_edit_takes_them(tmp_path, small_weights):
+    """An edit takes face-detector files from ``--weights-dir`` (``models.detector_files``); doctor's table
+    listed them from the cache alone ("missing (optional)") while the edit used the folder's."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for item in small_weights.iterdir():
+        (folder / item.name).symlink_to(item)
+    (folder / "face_detection_yunet_2023mar.onnx").write_bytes(b"a stand-in")
+    run = cmet("doctor", "--weights-dir", folder, env={"CMET_HOME": str(tmp_path / "home")})
+    rows = {line.split("│")[1].strip(): line for line in run.stdout.splitlines() if line.count("│") > 3}
+    assert "given (--weights-dir" in rows["yunet"] and str(folder / "face_detection_yunet_2023mar.onnx") in rows["yunet"]
+    assert "given" not in rows["fan-detector"]  # not in the folder: from the cache, as the edit looks

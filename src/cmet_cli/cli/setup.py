@@ -162,6 +162,7 @@ def weight_rows(weights_dir: Path | None, bank_dir: Path | None) -> list[tuple[s
     (``weights.paths``): ``--bank``, then ``--weights-dir`` (official names; a checkpoint missing there is
     missing, as the edit then fails; the bank falls back to the cache), then the verified cache."""
     from .. import weights
+    from ..models import DETECTOR_FILES
     from ..weights.paths import CHECKPOINT_NAMES, find_in_folder, weights_source
 
     source = weights_source(weights_dir) if weights_dir else "--weights-dir"
@@ -172,7 +173,8 @@ def weight_rows(weights_dir: Path | None, bank_dir: Path | None) -> list[tuple[s
             state = "given (--bank)" if Path(bank_dir).is_dir() else "missing (--bank: no such folder)"
             rows.append((name, state, str(bank_dir), needed))
             continue
-        found = find_in_folder(entry, weights_dir) if weights_dir and (name in CHECKPOINT_NAMES or name == "bank") else None
+        in_folder = name in CHECKPOINT_NAMES or name == "bank" or name in DETECTOR_FILES  # what an edit takes there
+        found = find_in_folder(entry, weights_dir) if weights_dir and in_folder else None
         if found is not None:
             rows.append((name, f"given ({source}, not verified)", str(found), needed))
         elif weights_dir and name in CHECKPOINT_NAMES:
