@@ -75,9 +75,11 @@ def test_trust_on_first_use_then_detects_change(tmp_path, home):
 
 
 class FileHandler(http.server.BaseHTTPRequestHandler):
-    """Serves PAYLOAD at /blob.bin; ``cut_at``: the connection closes after that many bytes (a lost connection)."""
+    """Serves PAYLOAD at /blob.bin; ``cut_at``: the connection closes after that many bytes (a lost connection);
+    ``stall``: after the first 100,000 bytes the rest waits until the event is set (a stalled download)."""
 
     cut_at: int | None = None
+    stall: threading.Event | None = None
 
     def do_GET(self):  # noqa: N802
         if self.path != "/blob.bin":
@@ -86,7 +88,11 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
-        self.wfile.write(PAYLOAD[:self.cut_at])
+        if self.stall is not None:
+            self.wfile.write(PAYLOAD[:100_000])
+            self.wfile.flush()
+            self.stall.wait(60)
+        self.wfile.write(PAYLOAD[:self.cut_at] if self.stall is None else PAYLOAD[100_000:])
         self.close_connection = True
 
     def log_message(self, *args):
@@ -98,8 +104,10 @@ def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    FileHandler.cut_at = None
+    FileHandler.cut_at, FileHandler.stall = None, None
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    if FileHandler.stall is not None:
+        FileHandler.stall.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -590,28 +598,45 @@ def test_a_killed_bank_installs_staging_folder_is_removed_by_the_next(tmp_path, 
     assert not left.exists() and alive.exists()
 
 
-def test_sigterm_during_download_weights_leaves_nothing_and_exits_143(tmp_path, home):
-    """``download-weights`` ends on SIGTERM as edit does (exit 143), removing its staging folder. The copy is held
-    mid-bank by a FIFO among the bank's files (it waits for a writer)."""
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_download_weights_leaves_nothing(tmp_path, home, server, signame, code):
+    """``download-weights`` ends on SIGTERM (143) and Ctrl-C (130) as edit does, removing the file it was writing
+    (SIGTERM once killed it outright, leaving the partial file, and Ctrl-C exited 1). The download is held
+    mid-file by a server that stalls after 100,000 bytes."""
     import signal
     import time
 
+    lock = tmp_path / "models.lock"
+    lock.write_text(f'version = 1\n[files.blob]\nkind = "url"\nurl = "{server}/blob.bin"\nfilename = "blob.bin"\n'
+                    f'sha256 = "{SHA}"\n')
+    FileHandler.stall = threading.Event()
+    proc = subprocess.Popen([sys.executable, "-m", "cmet_cli", "download-weights"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "CMET_HOME": str(home), "CMET_MODELS_LOCK": str(lock)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not [p for p in (home.iterdir() if home.exists() else []) if atomic.is_temp_name(p.name)] \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in home.iterdir() if atomic.is_temp_name(p.name)], "the download never started"
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and not (home / "blob.bin").exists()
+    assert not [p for p in home.iterdir() if atomic.is_temp_name(p.name)]
+
+
+def test_a_bank_folder_with_a_fifo_is_refused(tmp_path, home):
+    """A named pipe among a ``--from`` bank's files hung the install (it waited for a writer): only regular files
+    (links followed) are copied; anything else fails the install, leaving nothing."""
     src = tmp_path / "src"
     (src / "features" / "happy").mkdir(parents=True)
     (src / "features" / "happy" / "MEAD_a.npy").write_bytes(b"abc")
     os.mkfifo(src / "features" / "happy" / "MEAD_z.npy")
-    proc = subprocess.Popen([sys.executable, "-m", "cmet_cli", "download-weights", "--from", str(src), "--only", "bank"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CMET_HOME": str(home)})
-    deadline = time.monotonic() + 60
-    while not list(home.glob(".bank.cmet-*")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert list(home.glob(".bank.cmet-*")), "the install never started"
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and not list(home.glob(".bank*")) and not (home / "bank").exists()
+    with pytest.raises(WeightsError, match="MEAD_z.npy: not a regular file"):
+        weights.install_from(weights.load_lock()["bank"], src)
+    assert not (home / "bank").exists() and not list(home.glob(".bank*"))
 
 
 def test_a_folder_file_failing_its_pin_is_named_as_a_copy(tmp_path, home):

@@ -16,6 +16,7 @@ import http.client
 import os
 import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -242,7 +243,11 @@ def _copy_tree(src: Path, dst: Path) -> None:
         here = dst / Path(folder).relative_to(src)
         here.mkdir(parents=True, exist_ok=True)
         for name in names:
-            with open(Path(folder) / name, "rb") as source:
+            path = Path(folder) / name
+            if not stat.S_ISREG(path.stat().st_mode):  # a named pipe would wait for a writer for ever
+                raise WeightsError(f"{path}: not a regular file (a named pipe, device or socket); the bank holds "
+                                   ".npy files only")
+            with open(path, "rb") as source:
                 _copy_stream(source, here / name)
 
 
