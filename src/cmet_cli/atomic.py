@@ -217,10 +217,6 @@ def check_writable(folder: Path) -> None:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process of this machine with that id still runs."""
-    return _alive(pid)
-
-
-def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -240,7 +236,7 @@ def remove_temp_files(final: Path, pid: int, host: str | None = None) -> list[Pa
 def remove_stale(final: Path) -> list[Path]:
     """Remove the temporary files of ``final`` left by processes of this machine that no longer run."""
     mine = host_tag()
-    return _remove(final, lambda t, p: t == mine and p != os.getpid() and not _alive(p))
+    return _remove(final, lambda t, p: t == mine and p != os.getpid() and not pid_alive(p))
 
 
 def _remove(final: Path, select) -> list[Path]:

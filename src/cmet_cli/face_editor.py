@@ -18,7 +18,7 @@ import numpy as np
 from . import timeline
 from .models import Models
 from .results import EditResult
-from .runtime import WINDOW
+from .runtime import WINDOW, whole_windows
 from .stages import ProgressFn, Stage
 
 
@@ -39,8 +39,7 @@ def batch_of_windows(editors: Sequence[FaceEditor], batch: int) -> int:
     """``batch`` rounded up to a multiple of the editors' ``window`` (the frames their networks see together:
     C-MET's connector windows of 5), so that no window straddles two batches: batches start at multiples of it
     and the edit does not depend on the batch size (``window_slots``). Editors without one take ``batch``."""
-    window = max([int(getattr(e, "window", 1)) for e in editors] or [1])
-    return max(window, -(-batch // window) * window)
+    return whole_windows(batch, max([int(getattr(e, "window", 1)) for e in editors] or [1]))
 
 
 def frame_weights(editor: FaceEditor, frames: np.ndarray) -> np.ndarray:

@@ -135,10 +135,11 @@ def to_channels_last(module: nn.Module) -> nn.Module:
     return module
 
 
-def whole_windows(frames: int) -> int:
-    """A batch size of whole connector windows: ``frames`` rounded up to a multiple of 5 (at least 5). Batches
-    start at multiples of it, so no window straddles two batches and the edit does not depend on the size."""
-    return max(WINDOW, -(-frames // WINDOW) * WINDOW)
+def whole_windows(frames: int, window: int = WINDOW) -> int:
+    """A batch size of whole windows: ``frames`` rounded up to a multiple of ``window`` (at least one; the
+    connector's 5 by default). Batches start at multiples of it, so no window straddles two batches and the edit
+    does not depend on the size."""
+    return max(window, -(-frames // window) * window)
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import MediaError
-from .mux import SideStreams, audio_plan, container_template, video_template
+from .mux import SideStreams, audio_plan, input_template
 from .planes import Frame, Layout, plane_array
 from .probing import INTERLACED, HdrMetadata, VideoInfo, hdr_metadata
 
@@ -137,11 +137,11 @@ class FrameWriter:
             self.container = av.open(self._target, "w", format=self.fmt, options=options)
         except (av.FFmpegError, OSError) as exc:
             raise self._error(exc) from None
-        tags, chapters = container_template(info.path)
-        for key, value in {**tags, **(metadata or {})}.items():
+        self.template = input_template(info.path)
+        for key, value in {**self.template.tags, **(metadata or {})}.items():
             self.container.metadata[key] = value
-        if chapters:
-            self.container.set_chapters(chapters)
+        if self.template.chapters:
+            self.container.set_chapters(self.template.chapters)
         _WRITERS.add(self)
         self.side = SideStreams(Path(audio_from), self.container, self.fmt) if audio_from else None
         self.notes = list(self.side.notes) if self.side else []
@@ -172,10 +172,9 @@ class FrameWriter:
         # frame into one slice per thread, a low-latency mode that x264 documents as less efficient, and whose
         # slices grow in number with the cores (a 16-core host: a 720p frame in 24 slices)
         cc.thread_type = "FRAME"
-        disposition, tags = video_template(self.info.path)
-        if disposition is not None:
-            stream.disposition = disposition
-        for key, value in tags.items():
+        if self.template.disposition is not None:
+            stream.disposition = self.template.disposition
+        for key, value in self.template.video_tags.items():
             stream.metadata[key] = value
         options = encoder_options(name, self.crf, self.preset)
         hdr = hdr10_params(self.hdr, name)

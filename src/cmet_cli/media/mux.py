@@ -2,10 +2,11 @@
 
 The input's audio, subtitle (and what else the output container holds) packets are muxed beside the
 edited video in time order (``SideStreams``); the video stream's disposition and tags are carried over
-(``video_template``); ``verify_output`` reads the written file's packets to prove it holds what it should.
+(``input_template``); ``verify_output`` reads the written file's packets to prove it holds what it should.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -44,36 +45,37 @@ def kept_tags(metadata: dict[str, str], keys) -> dict[str, str]:
     return {k.lower(): v for k, v in metadata.items() if k.lower() in keys}
 
 
-def video_template(path: Path) -> tuple[object | None, dict[str, str]]:
-    """The input video stream's disposition flags (default, ...) and the tags the output keeps
-    (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track; a Matroska file may hold the timecode
-    as a container tag instead); (None, {}) if unreadable."""
+@dataclass(frozen=True)
+class InputTemplate:
+    """What the output keeps of the input besides its streams' packets: the video stream's disposition flags
+    (default, ...) and tags (a ``timecode`` tag makes the MOV/MP4 muxer write a timecode track; a Matroska file
+    may hold the timecode as a container tag instead), the container's tags (keys in lower case; not those its
+    muxer writes itself) and its chapters."""
+
+    disposition: object | None = None
+    video_tags: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    chapters: list[dict] = field(default_factory=list)
+
+
+def input_template(path: Path) -> InputTemplate:
+    """The input's ``InputTemplate``, read in one opening; an empty one if unreadable."""
     try:
         container = open_input(path)
     except MediaError:
-        return None, {}
+        return InputTemplate()
     try:
-        stream = video_stream(container)
-        tags = kept_tags(stream.metadata, KEPT_VIDEO_TAGS)
-        if "timecode" not in tags and "timecode" in (outer := kept_tags(container.metadata, ("timecode",))):
-            tags["timecode"] = outer["timecode"]
-        return stream.disposition, tags
-    except MediaError:
-        return None, {}
-    finally:
-        container.close()
-
-
-def container_template(path: Path) -> tuple[dict[str, str], list[dict]]:
-    """The input container's tags the output keeps (keys in lower case; not those its muxer writes itself) and
-    its chapters; nothing if unreadable."""
-    try:
-        container = open_input(path)
-    except MediaError:
-        return {}, []
-    try:
-        tags = {k.lower(): v for k, v in container.metadata.items() if k.lower() not in MUXER_TAGS}
-        return tags, list(container.chapters())
+        outer = {k.lower(): v for k, v in container.metadata.items()}
+        tags = {k: v for k, v in outer.items() if k not in MUXER_TAGS}
+        chapters = list(container.chapters())
+        try:
+            stream = video_stream(container)
+        except MediaError:
+            return InputTemplate(tags=tags, chapters=chapters)
+        video_tags = kept_tags(stream.metadata, KEPT_VIDEO_TAGS)
+        if "timecode" not in video_tags and "timecode" in outer:
+            video_tags["timecode"] = outer["timecode"]
+        return InputTemplate(stream.disposition, video_tags, tags, chapters)
     finally:
         container.close()
 
